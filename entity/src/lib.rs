@@ -1,0 +1,3 @@
+//! SeaORM entities of Tessera's relational store.
+
+pub mod user;

@@ -1,0 +1,138 @@
+//! Building the server from settings and running it until told to stop.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use poem::{
+    EndpointExt, Route, Server,
+    endpoint::BoxEndpoint,
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+};
+
+use crate::{
+    api::{self, ApiContext},
+    auth::hashing::HashingPool,
+    database,
+    domain::PasswordPolicy,
+    middleware::{BodyLimit, log_request, problem_responses},
+    settings::Settings,
+    users::UserStore,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("password hashing: {0}")]
+    Hashing(#[from] crate::auth::hashing::HashingError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A built server: listening, migrated, not yet serving.
+pub struct App {
+    acceptor: TcpAcceptor,
+    endpoint: BoxEndpoint<'static>,
+    local_addr: SocketAddr,
+    shutdown_timeout: Duration,
+}
+
+impl App {
+    pub async fn build(settings: Settings) -> Result<App, StartupError> {
+        let db = database::connect_and_migrate(&settings.database).await?;
+        let context = Arc::new(ApiContext {
+            users: UserStore::new(db),
+            hashing: HashingPool::new(&settings.password).await?,
+            password_policy: PasswordPolicy {
+                min_score: settings.password.min_score,
+            },
+        });
+        let addr = settings.server.bind;
+        let acceptor = TcpListener::bind(addr)
+            .into_acceptor()
+            .await
+            .map_err(|source| StartupError::Bind { addr, source })?;
+        let local_addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|addr| addr.as_socket_addr().copied())
+            .ok_or(StartupError::Bind {
+                addr,
+                source: std::io::Error::other("no local address"),
+            })?;
+        Ok(App {
+            acceptor,
+            endpoint: routes(context, &settings).boxed(),
+            local_addr,
+            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes (tests stop servers this way).
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        tracing::info!("listening on http://{}", self.local_addr);
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(self.endpoint, stop, Some(self.shutdown_timeout))
+            .await
+    }
+}
+
+fn routes(
+    context: Arc<ApiContext>,
+    settings: &Settings,
+) -> impl poem::Endpoint<Output = poem::Response> + 'static {
+    let api = api::openapi_service();
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    Route::new()
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .nest("/", api)
+        .data(context)
+        .with(BodyLimit {
+            max_bytes: settings.server.body_limit_bytes,
+        })
+        .around(problem_responses)
+        .around(log_request)
+}
+
+/// The OpenAPI document, as `tessera openapi` prints it.
+pub fn openapi_document() -> String {
+    api::openapi_service().spec()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

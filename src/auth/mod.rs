@@ -1,0 +1,3 @@
+//! Credentials and tokens: password hashing now, access and refresh tokens next.
+
+pub mod hashing;

@@ -1,0 +1,62 @@
+//! Connecting to the relational store and migrating it.
+
+use std::{path::Path, time::Duration};
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+
+use crate::settings::DatabaseSettings;
+
+/// Connects (creating a SQLite file's directory when needed) and runs pending migrations.
+pub async fn connect_and_migrate(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
+    let db = connect(settings).await?;
+    Migrator::up(&db, None).await?;
+    Ok(db)
+}
+
+pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
+    if let Some(dir) = sqlite_file_dir(&settings.url) {
+        std::fs::create_dir_all(dir)
+            .map_err(|err| DbErr::Custom(format!("creating {}: {err}", dir.display())))?;
+    }
+    let timeout = Duration::from_millis(settings.connect_timeout_ms);
+    let mut options = ConnectOptions::new(settings.url.clone());
+    options
+        .max_connections(settings.max_connections)
+        .min_connections(1)
+        .connect_timeout(timeout)
+        .acquire_timeout(timeout)
+        .sqlx_logging(false);
+    Database::connect(options).await
+}
+
+/// The directory of a `sqlite://` file URL, if it has one.
+fn sqlite_file_dir(url: &str) -> Option<&Path> {
+    let path = url.strip_prefix("sqlite://")?.split('?').next()?;
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Path::new(path)
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_directory_of_sqlite_files() {
+        assert_eq!(
+            sqlite_file_dir("sqlite://data/tessera.db?mode=rwc"),
+            Some(Path::new("data"))
+        );
+        assert_eq!(
+            sqlite_file_dir("sqlite:///tmp/x/t.db"),
+            Some(Path::new("/tmp/x"))
+        );
+        assert_eq!(sqlite_file_dir("sqlite://t.db"), None);
+        assert_eq!(sqlite_file_dir("sqlite::memory:"), None);
+        assert_eq!(sqlite_file_dir("postgres://localhost/test"), None);
+    }
+}

@@ -1,0 +1,8 @@
+//! Values parsed once at the edge: once a value has one of these types it is
+//! valid, and nothing downstream checks it again.
+
+mod password;
+mod username;
+
+pub use password::{NewPassword, PasswordAttempt, PasswordPolicy};
+pub use username::Username;

@@ -1,0 +1,163 @@
+use std::fmt;
+
+use crate::{domain::Username, error::FieldError};
+
+const MIN_CHARS: usize = 12;
+const MAX_CHARS: usize = 128;
+
+/// The strength rules a new password must meet.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordPolicy {
+    /// Minimum score (0–100) of the `passwords` crate's scorer.
+    pub min_score: u8,
+}
+
+/// A password that passed the policy; only ever hashed, never printed.
+pub struct NewPassword(String);
+
+/// A password offered at sign-in; only ever verified, never printed.
+pub struct PasswordAttempt(String);
+
+impl PasswordPolicy {
+    /// Checks every rule and reports every broken one at once. The username,
+    /// when valid, is needed for the `contains_username` rule.
+    pub fn parse(
+        &self,
+        raw: String,
+        username: Option<&Username>,
+    ) -> Result<NewPassword, Vec<FieldError>> {
+        let mut broken = Vec::new();
+        let chars = raw.chars().count();
+        if chars < MIN_CHARS {
+            broken.push(rule(
+                "too_short",
+                format!("must be at least {MIN_CHARS} characters"),
+            ));
+        }
+        if chars > MAX_CHARS {
+            broken.push(rule(
+                "too_long",
+                format!("must be at most {MAX_CHARS} characters"),
+            ));
+        }
+        let analyzed = passwords::analyzer::analyze(&raw);
+        let lowered = raw.to_lowercase();
+        if analyzed.is_common() || passwords::analyzer::is_common_password(&lowered) {
+            broken.push(rule("common", "is on a list of commonly used passwords"));
+        }
+        if username.is_some_and(|name| lowered.contains(name.as_str())) {
+            broken.push(rule("contains_username", "must not contain the username"));
+        }
+        let score = passwords::scorer::score(&analyzed);
+        if score < f64::from(self.min_score) {
+            broken.push(rule(
+                "too_weak",
+                format!(
+                    "is too easy to guess (strength {score:.0} of 100, at least {} required)",
+                    self.min_score
+                ),
+            ));
+        }
+        if broken.is_empty() {
+            Ok(NewPassword(raw))
+        } else {
+            Err(broken)
+        }
+    }
+}
+
+fn rule(code: &str, message: impl Into<String>) -> FieldError {
+    FieldError::new("password", code, message)
+}
+
+impl NewPassword {
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl PasswordAttempt {
+    pub fn new(raw: String) -> Self {
+        PasswordAttempt(raw)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for NewPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NewPassword([redacted])")
+    }
+}
+
+impl fmt::Debug for PasswordAttempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordAttempt([redacted])")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: PasswordPolicy = PasswordPolicy { min_score: 60 };
+
+    fn codes(raw: &str, username: Option<&str>) -> Vec<String> {
+        let username = username.map(|u| Username::parse(u).unwrap());
+        match POLICY.parse(raw.to_string(), username.as_ref()) {
+            Ok(_) => vec![],
+            Err(errors) => errors.into_iter().map(|e| e.code).collect(),
+        }
+    }
+
+    #[test]
+    fn the_contract_examples_score_as_documented() {
+        let score = |p: &str| passwords::scorer::score(&passwords::analyzer::analyze(p));
+        assert_eq!(score("abcabcabcabc").round(), 45.0);
+        assert_eq!(score("correct-Horse-battery-9-staple").round(), 98.0);
+    }
+
+    #[test]
+    fn strong_password_passes() {
+        assert!(codes("correct-Horse-battery-9-staple", Some("alice")).is_empty());
+    }
+
+    #[test]
+    fn each_rule_has_its_code() {
+        assert!(codes("password1234", None).contains(&"common".to_string()));
+        assert_eq!(codes("abcabcabcabc", None), ["too_weak"]);
+        assert!(codes("Sh0rt!x", None).contains(&"too_short".to_string()));
+        let long = "aB3$".repeat(33);
+        assert_eq!(codes(&long, None), ["too_long"]);
+        assert_eq!(
+            codes("my-Alice-horse-9-staple", Some("ALICE")),
+            ["contains_username"]
+        );
+    }
+
+    #[test]
+    fn every_broken_rule_is_reported_at_once() {
+        let codes = codes("alice", Some("alice"));
+        for code in ["too_short", "contains_username", "too_weak"] {
+            assert!(codes.contains(&code.to_string()), "{codes:?}");
+        }
+    }
+
+    #[test]
+    fn length_counts_characters_not_bytes() {
+        // 12 two-byte characters: long enough, though 24 bytes.
+        assert!(!codes("éèêëàâäôöûüç", None).contains(&"too_short".to_string()));
+        // 128 four-byte characters are not too long.
+        assert!(!codes(&"𝄞".repeat(128), None).contains(&"too_long".to_string()));
+    }
+
+    #[test]
+    fn debug_never_prints_the_password() {
+        let password = POLICY
+            .parse("correct-Horse-battery-9-staple".into(), None)
+            .unwrap();
+        assert!(!format!("{password:?}").contains("Horse"));
+    }
+}

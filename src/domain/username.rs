@@ -1,0 +1,81 @@
+use std::fmt;
+
+use crate::error::FieldError;
+
+const MIN_CHARS: usize = 3;
+const MAX_CHARS: usize = 32;
+
+/// A valid, lower-cased username: 3–32 of `[a-z0-9._-]`, starting with a
+/// letter or digit. `Alice` and `alice` parse to the same value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Username(String);
+
+impl Username {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+        let len = raw.chars().count();
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        let valid = (MIN_CHARS..=MAX_CHARS).contains(&len)
+            && raw.chars().all(allowed)
+            && raw.starts_with(|c: char| c.is_ascii_alphanumeric());
+        if valid {
+            Ok(Username(raw.to_ascii_lowercase()))
+        } else {
+            Err(FieldError::new(
+                "username",
+                "invalid_username",
+                format!(
+                    "must be {MIN_CHARS}–{MAX_CHARS} characters of letters, digits, `.`, `_` or `-`, \
+                     starting with a letter or digit"
+                ),
+            ))
+        }
+    }
+
+    /// A stored value, already valid when it was written.
+    pub fn from_trusted(stored: String) -> Self {
+        Username(stored)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_and_lowercases_valid_names() {
+        for raw in ["abc", "Alice", "a.b_c-d", "9lives", &"x".repeat(32)] {
+            let name = Username::parse(raw).unwrap();
+            assert_eq!(name.as_str(), raw.to_ascii_lowercase());
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_names() {
+        for raw in [
+            "",
+            "ab",
+            &"x".repeat(33),
+            "_alice",
+            ".alice",
+            "-alice",
+            "al ice",
+            "alice!",
+            "ålice",
+            "al\u{0}ice",
+            "алиса",
+        ] {
+            let err = Username::parse(raw).unwrap_err();
+            assert_eq!(err.code, "invalid_username", "{raw:?}");
+        }
+    }
+}

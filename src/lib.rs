@@ -1,0 +1,16 @@
+//! Tessera: a stateless token authentication server.
+//!
+//! The request path reads top to bottom: [`api`] (routes, handlers) →
+//! [`domain`] (parsed values) → [`auth`] (hashing, tokens) → [`users`]
+//! (storage). [`error`] maps every failure to problem+json in one place.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod database;
+pub mod domain;
+pub mod error;
+pub mod middleware;
+pub mod settings;
+pub mod telemetry;
+pub mod users;

@@ -1,0 +1,102 @@
+//! Cross-cutting HTTP layers: request logging, the problem+json boundary and
+//! the body size limit.
+
+use std::time::{Duration, Instant};
+
+use poem::{
+    Endpoint, IntoResponse, Middleware, Request, Response, Result,
+    error::ReadBodyError,
+    web::headers::{ContentLength, HeaderMapExt},
+};
+
+use crate::error::ApiError;
+
+/// Logs method, path, status and latency of every request; never bodies,
+/// query strings or headers, which may carry passwords and tokens.
+pub async fn log_request<E: Endpoint>(next: E, req: Request) -> Result<Response> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let response = next.call(req).await.map(IntoResponse::into_response);
+    let status = match &response {
+        Ok(response) => response.status(),
+        Err(err) => err.status(),
+    };
+    tracing::info!(
+        %method,
+        %path,
+        status = status.as_u16(),
+        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+/// The boundary where every error, ours or the framework's, becomes problem+json.
+pub async fn problem_responses<E: Endpoint>(next: E, req: Request) -> Result<Response> {
+    Ok(match next.call(req).await {
+        Ok(response) => response.into_response(),
+        Err(err) => match err.downcast::<ApiError>() {
+            Ok(api_error) => api_error.into_problem_response(),
+            Err(other) => ApiError::from_framework(&other).into_problem_response(),
+        },
+    })
+}
+
+/// Caps request bodies. A declared length over the limit is refused; a body
+/// without a declared length is read up to the limit and no further.
+pub struct BodyLimit {
+    pub max_bytes: usize,
+}
+
+impl<E: Endpoint> Middleware<E> for BodyLimit {
+    type Output = BodyLimitEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        BodyLimitEndpoint {
+            inner,
+            max_bytes: self.max_bytes,
+        }
+    }
+}
+
+pub struct BodyLimitEndpoint<E> {
+    inner: E,
+    max_bytes: usize,
+}
+
+/// How much of an oversized body is read and dropped so that the client,
+/// still sending, sees the 413 instead of a reset connection.
+const DRAIN_BYTES: usize = 1 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
+    type Output = E::Output;
+
+    async fn call(&self, mut req: Request) -> Result<Self::Output> {
+        match req.headers().typed_get::<ContentLength>() {
+            Some(ContentLength(declared)) if declared > self.max_bytes as u64 => {
+                if declared <= DRAIN_BYTES as u64 {
+                    let body = req.take_body().into_bytes_limit(DRAIN_BYTES);
+                    let _ = tokio::time::timeout(DRAIN_TIME, body).await;
+                }
+                return Err(ApiError::PayloadTooLarge.into());
+            }
+            Some(_) => {}
+            None => {
+                let body = req
+                    .take_body()
+                    .into_bytes_limit(self.max_bytes)
+                    .await
+                    .map_err(|err| match err {
+                        ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge,
+                        _ => {
+                            ApiError::MalformedRequest("The request body could not be read.".into())
+                        }
+                    })?;
+                req.set_body(body);
+            }
+        }
+        self.inner.call(req).await
+    }
+}

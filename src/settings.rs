@@ -1,0 +1,455 @@
+//! Typed, validated configuration: `config/default.toml`, overlaid by
+//! `config/{TESSERA_ENV}.toml`, overlaid by `TESSERA__SECTION__KEY` variables.
+//!
+//! Everything is checked once here, at start-up; the rest of the server
+//! takes these values as given.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+/// The JWT secret shipped in `config/default.toml`; `production` refuses it.
+pub const DEVELOPMENT_JWT_SECRET: &str = "tessera-development-jwt-secret-not-for-production";
+/// The refresh-token key shipped in `config/default.toml`; `production` refuses it.
+pub const DEVELOPMENT_REFRESH_KEY: &str = "tessera-development-refresh-key-not-for-production";
+/// Secrets shorter than this are refused in `production` (256 bits).
+const MIN_PRODUCTION_SECRET_BYTES: usize = 32;
+
+/// Which `config/{name}.toml` overlays the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Test => "test",
+            Environment::Production => "production",
+        }
+    }
+
+    fn parse(name: &str) -> Result<Self, SettingsError> {
+        match name {
+            "development" => Ok(Environment::Development),
+            "test" => Ok(Environment::Test),
+            "production" => Ok(Environment::Production),
+            other => Err(SettingsError::invalid(
+                "TESSERA_ENV",
+                format!("`{other}` is not one of development, test, production"),
+            )),
+        }
+    }
+}
+
+/// A secret value: never printed, not even by `Debug`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(skip, default = "default_environment")]
+    pub environment: Environment,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub session: SessionSettings,
+    pub jwt: JwtSettings,
+    pub password: PasswordSettings,
+    pub rate_limit: RateLimitSettings,
+    pub log: LogSettings,
+}
+
+fn default_environment() -> Environment {
+    Environment::Development
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    pub body_limit_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub max_connections: u32,
+    pub connect_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    pub url: String,
+    pub key_prefix: String,
+    pub command_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    pub idle_timeout_secs: u64,
+    pub absolute_lifetime_secs: u64,
+    pub reuse_grace_secs: u64,
+    pub check_on_access: bool,
+    pub cookie_secure: bool,
+    /// Key that refresh tokens are derived from (HMAC-SHA256).
+    pub refresh_token_key: Secret,
+    /// Keys that still verify refresh tokens during a rotation.
+    #[serde(default)]
+    pub previous_refresh_token_keys: Vec<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum JwtAlgorithm {
+    HS256,
+    EdDSA,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSettings {
+    pub algorithm: JwtAlgorithm,
+    pub secret: Secret,
+    /// HS256 secrets that still verify tokens during a rotation.
+    #[serde(default)]
+    pub previous_secrets: Vec<Secret>,
+    /// PKCS#8 PEM file with the Ed25519 signing key (EdDSA only).
+    #[serde(default)]
+    pub ed25519_private_key_path: Option<PathBuf>,
+    /// PKCS#8 PEM files of retired Ed25519 keys that still verify (EdDSA only).
+    #[serde(default)]
+    pub previous_ed25519_private_key_paths: Vec<PathBuf>,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_secs: u64,
+    pub leeway_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordSettings {
+    pub min_score: u8,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    /// Hashes computed at once; `0` means one per CPU core.
+    pub hashing_workers: usize,
+    /// Requests that may wait for a hashing slot before the server sheds load.
+    pub hashing_queue: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// A `tracing_subscriber::EnvFilter` directive; `RUST_LOG` wins when set.
+    pub filter: String,
+}
+
+/// A configuration problem; the message always names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl SettingsError {
+    fn invalid(key: &'static str, reason: impl Into<String>) -> Self {
+        SettingsError::Invalid {
+            key,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Loads the configuration the way the server does: `TESSERA_ENV` picks the
+    /// environment file and `TESSERA__*` variables override both files.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        let environment = std::env::var("TESSERA_ENV").unwrap_or_else(|_| "development".into());
+        Self::load(&environment, std::env::vars(), &[])
+    }
+
+    /// Loads an environment's configuration with explicit variables and
+    /// `section.key` overrides, without reading the process environment
+    /// (tests run many servers in one process).
+    pub fn load(
+        environment: &str,
+        variables: impl IntoIterator<Item = (String, String)>,
+        overrides: &[(&str, &str)],
+    ) -> Result<Self, SettingsError> {
+        let environment = Environment::parse(environment)?;
+        let dir = config_dir();
+        let variables = variables
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("TESSERA__"))
+            .collect();
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from(dir.join("default.toml")))
+            .add_source(config::File::from(
+                dir.join(format!("{}.toml", environment.as_str())),
+            ))
+            .add_source(
+                config::Environment::with_prefix("TESSERA")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("session.previous_refresh_token_keys")
+                    .with_list_parse_key("jwt.previous_secrets")
+                    .with_list_parse_key("jwt.previous_ed25519_private_key_paths")
+                    .try_parsing(true)
+                    .source(Some(variables)),
+            );
+        for (key, value) in overrides {
+            builder = builder.set_override(*key, *value)?;
+        }
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.environment = environment;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let positive = [
+            (
+                "server.body_limit_bytes",
+                self.server.body_limit_bytes as u64,
+            ),
+            (
+                "database.max_connections",
+                self.database.max_connections.into(),
+            ),
+            (
+                "database.connect_timeout_ms",
+                self.database.connect_timeout_ms,
+            ),
+            ("redis.command_timeout_ms", self.redis.command_timeout_ms),
+            ("session.idle_timeout_secs", self.session.idle_timeout_secs),
+            (
+                "session.absolute_lifetime_secs",
+                self.session.absolute_lifetime_secs,
+            ),
+            ("jwt.access_ttl_secs", self.jwt.access_ttl_secs),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(SettingsError::invalid(key, "must be greater than 0"));
+            }
+        }
+        if self.session.absolute_lifetime_secs < self.session.idle_timeout_secs {
+            return Err(SettingsError::invalid(
+                "session.absolute_lifetime_secs",
+                "must not be shorter than session.idle_timeout_secs",
+            ));
+        }
+        if self.redis.key_prefix.is_empty() {
+            return Err(SettingsError::invalid(
+                "redis.key_prefix",
+                "must not be empty",
+            ));
+        }
+        if self.password.min_score > 100 {
+            return Err(SettingsError::invalid(
+                "password.min_score",
+                "must be between 0 and 100",
+            ));
+        }
+        if self.password.argon2_memory_kib < 19_456
+            || self.password.argon2_iterations < 2
+            || self.password.argon2_parallelism < 1
+        {
+            return Err(SettingsError::invalid(
+                "password.argon2_memory_kib",
+                "Argon2id parameters must be at least m=19456 KiB, t=2, p=1 (OWASP minimum)",
+            ));
+        }
+        if self.jwt.secret.expose().is_empty() {
+            return Err(SettingsError::invalid("jwt.secret", "must not be empty"));
+        }
+        if self.jwt.algorithm == JwtAlgorithm::EdDSA && self.jwt.ed25519_private_key_path.is_none()
+        {
+            return Err(SettingsError::invalid(
+                "jwt.ed25519_private_key_path",
+                "is required when jwt.algorithm is EdDSA",
+            ));
+        }
+        if !self.session.cookie_secure && self.environment != Environment::Development {
+            return Err(SettingsError::invalid(
+                "session.cookie_secure",
+                "the refresh cookie may drop `Secure` only in development",
+            ));
+        }
+        if self.environment == Environment::Production {
+            self.validate_production()?;
+        }
+        Ok(())
+    }
+
+    /// Production refuses what is only fit for a laptop.
+    fn validate_production(&self) -> Result<(), SettingsError> {
+        let secrets = [
+            ("jwt.secret", &self.jwt.secret, DEVELOPMENT_JWT_SECRET),
+            (
+                "session.refresh_token_key",
+                &self.session.refresh_token_key,
+                DEVELOPMENT_REFRESH_KEY,
+            ),
+        ];
+        for (key, secret, development) in secrets {
+            if secret.expose() == development {
+                return Err(SettingsError::invalid(
+                    key,
+                    "the development value is refused in production; set a random secret",
+                ));
+            }
+            if secret.expose().len() < MIN_PRODUCTION_SECRET_BYTES {
+                return Err(SettingsError::invalid(
+                    key,
+                    format!("must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes in production"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SessionSettings {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+}
+
+/// `TESSERA_CONFIG_DIR`, or `config/` in the working directory.
+fn config_dir() -> PathBuf {
+    std::env::var_os("TESSERA_CONFIG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("config"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(environment: &str, overrides: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::load(environment, Vec::new(), overrides)
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let settings = load("development", &[]).unwrap();
+        assert_eq!(settings.server.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.database.url, "sqlite://data/tessera.db?mode=rwc");
+        assert_eq!(settings.redis.url, "redis://127.0.0.1:6379");
+        assert_eq!(settings.redis.key_prefix, "tessera:");
+        assert_eq!(settings.session.idle_timeout_secs, 3600);
+        assert_eq!(settings.session.absolute_lifetime_secs, 2_592_000);
+        assert_eq!(settings.session.reuse_grace_secs, 10);
+        assert!(!settings.session.check_on_access);
+        assert_eq!(settings.jwt.access_ttl_secs, 900);
+        assert_eq!(settings.jwt.leeway_secs, 5);
+        assert_eq!(settings.jwt.secret.expose(), DEVELOPMENT_JWT_SECRET);
+        assert_eq!(settings.password.min_score, 60);
+        assert!(settings.rate_limit.enabled);
+    }
+
+    #[test]
+    fn environment_variables_override_files() {
+        let variables = vec![
+            (
+                "TESSERA__SESSION__IDLE_TIMEOUT_SECS".to_string(),
+                "2".to_string(),
+            ),
+            (
+                "TESSERA__SESSION__CHECK_ON_ACCESS".to_string(),
+                "true".to_string(),
+            ),
+            ("TESSERA__REDIS__KEY_PREFIX".to_string(), "t1:".to_string()),
+        ];
+        let settings = Settings::load("development", variables, &[]).unwrap();
+        assert_eq!(settings.session.idle_timeout_secs, 2);
+        assert!(settings.session.check_on_access);
+        assert_eq!(settings.redis.key_prefix, "t1:");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let err = load("development", &[("session.idle_timeout_secs", "soon")]).unwrap_err();
+        assert!(err.to_string().contains("idle_timeout_secs"), "{err}");
+        let err = load("development", &[("jwt.access_ttl_secs", "0")]).unwrap_err();
+        assert!(err.to_string().contains("jwt.access_ttl_secs"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_environment_is_refused() {
+        let err = load("staging", &[]).unwrap_err();
+        assert!(err.to_string().contains("TESSERA_ENV"), "{err}");
+    }
+
+    #[test]
+    fn production_refuses_development_and_short_secrets() {
+        let strong = "0123456789abcdef0123456789abcdef-strong";
+        let err = load("production", &[("session.refresh_token_key", strong)]).unwrap_err();
+        assert!(err.to_string().contains("jwt.secret"), "{err}");
+        let err = load(
+            "production",
+            &[
+                ("jwt.secret", "short"),
+                ("session.refresh_token_key", strong),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+        let err = load(
+            "production",
+            &[
+                ("jwt.secret", strong),
+                ("session.refresh_token_key", strong),
+                ("session.cookie_secure", "false"),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("session.cookie_secure"), "{err}");
+        load(
+            "production",
+            &[
+                ("jwt.secret", strong),
+                ("session.refresh_token_key", strong),
+            ],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let settings = load("development", &[]).unwrap();
+        assert!(!format!("{settings:?}").contains(DEVELOPMENT_JWT_SECRET));
+    }
+}

@@ -1,0 +1,126 @@
+//! The users repository over SeaORM: the only code that touches the `users` table.
+
+use chrono::{DateTime, Utc};
+use entity::user;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, SqlErr,
+};
+use uuid::Uuid;
+
+use crate::domain::Username;
+
+/// A user as the rest of the server sees it; the hash stays in here unless asked for.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: Uuid,
+    pub username: Username,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A user with the stored password hash, for sign-in.
+pub struct Credentials {
+    pub user: User,
+    pub password_hash: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UserStoreError {
+    #[error("username already taken")]
+    UsernameTaken,
+    #[error("database unavailable: {0}")]
+    Unavailable(DbErr),
+}
+
+impl From<DbErr> for UserStoreError {
+    /// The one place a unique violation becomes a conflict; every other
+    /// database error means the store cannot answer now.
+    fn from(err: DbErr) -> Self {
+        match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => UserStoreError::UsernameTaken,
+            _ => UserStoreError::Unavailable(err),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct UserStore {
+    db: DatabaseConnection,
+}
+
+impl UserStore {
+    pub fn new(db: DatabaseConnection) -> Self {
+        UserStore { db }
+    }
+
+    /// Inserts a user; the unique index on `username` settles races.
+    pub async fn create(
+        &self,
+        username: Username,
+        password_hash: String,
+    ) -> Result<User, UserStoreError> {
+        let now = Utc::now();
+        let model = user::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            username: Set(username.as_str().to_owned()),
+            password_hash: Set(password_hash),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.db)
+        .await?;
+        Ok(model.into())
+    }
+
+    pub async fn find_by_id(&self, id: Uuid) -> Result<Option<User>, UserStoreError> {
+        Ok(user::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .map(User::from))
+    }
+
+    pub async fn find_credentials(
+        &self,
+        username: &Username,
+    ) -> Result<Option<Credentials>, UserStoreError> {
+        let model = user::Entity::find()
+            .filter(user::Column::Username.eq(username.as_str()))
+            .one(&self.db)
+            .await?;
+        Ok(model.map(|model| Credentials {
+            password_hash: model.password_hash.clone(),
+            user: model.into(),
+        }))
+    }
+
+    pub async fn update_password_hash(
+        &self,
+        id: Uuid,
+        password_hash: String,
+    ) -> Result<(), UserStoreError> {
+        user::ActiveModel {
+            id: Set(id),
+            password_hash: Set(password_hash),
+            updated_at: Set(Utc::now()),
+            ..Default::default()
+        }
+        .update(&self.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Readiness: one round-trip to the database.
+    pub async fn ping(&self) -> Result<(), UserStoreError> {
+        Ok(self.db.ping().await?)
+    }
+}
+
+impl From<user::Model> for User {
+    fn from(model: user::Model) -> Self {
+        User {
+            id: model.id,
+            username: Username::from_trusted(model.username),
+            created_at: model.created_at,
+        }
+    }
+}

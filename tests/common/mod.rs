@@ -1,0 +1,290 @@
+//! The one place tests start Tessera: the real server on port 0 with its own
+//! SQLite file or PostgreSQL database and its own Redis key prefix, dropped
+//! again when the test ends.
+
+#![allow(dead_code)] // each test binary uses its own part of this module
+
+use std::{net::SocketAddr, time::Duration};
+
+use reqwest::{Client, Response, StatusCode};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::{Value, json};
+use tessera::{app::App, settings::Settings};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+pub const STRONG_PASSWORD: &str = "correct-Horse-battery-9-staple";
+
+/// Where a test server keeps its users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server the suite creates its databases in.
+fn postgres_base_url() -> String {
+    std::env::var("TESSERA_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// The Redis server the suite shares, each test under its own prefix.
+pub fn redis_url() -> String {
+    std::env::var("TESSERA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: Client,
+    pub database_url: String,
+    pub key_prefix: String,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    storage: Storage,
+}
+
+enum Storage {
+    Sqlite(#[allow(unused)] tempfile::TempDir),
+    Postgres { name: String },
+}
+
+/// Builder for a test server: `TestApp::spawn()` or
+/// `TestApp::with(Backend::Postgres).set("session.idle_timeout_secs", "2").start()`.
+pub struct TestAppBuilder {
+    backend: Backend,
+    overrides: Vec<(String, String)>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::with(Backend::Sqlite).start().await
+    }
+
+    pub fn with(backend: Backend) -> TestAppBuilder {
+        TestAppBuilder {
+            backend,
+            overrides: Vec::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request failed")
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request failed")
+    }
+
+    pub async fn signup(&self, username: &str, password: &str) -> Response {
+        self.post_json(
+            "/v1/auth/signup",
+            &json!({"username": username, "password": password}),
+        )
+        .await
+    }
+
+    /// A direct connection to this test's database, to check what is stored.
+    pub async fn database(&self) -> DatabaseConnection {
+        Database::connect(&self.database_url)
+            .await
+            .expect("connect to test database")
+    }
+
+    /// Stops the server (as SIGTERM would) and waits for it to finish.
+    pub async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+impl TestAppBuilder {
+    /// Overrides one setting by its `section.key` path.
+    pub fn set(mut self, key: &str, value: &str) -> Self {
+        self.overrides.push((key.into(), value.into()));
+        self
+    }
+
+    pub async fn start(self) -> TestApp {
+        let key_prefix = format!("tessera-test:{}:", Uuid::now_v7().simple());
+        let (database_url, storage) = match self.backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("tessera.db").display()
+                );
+                (url, Storage::Sqlite(dir))
+            }
+            Backend::Postgres => {
+                let name = format!("tessera_test_{}", Uuid::now_v7().simple());
+                admin_execute(&format!(r#"CREATE DATABASE "{name}""#)).await;
+                (
+                    format!("{}/{name}", postgres_base_url()),
+                    Storage::Postgres { name },
+                )
+            }
+        };
+        let mut overrides = vec![
+            ("server.bind".to_string(), "127.0.0.1:0".to_string()),
+            ("database.url".to_string(), database_url.clone()),
+            ("redis.url".to_string(), redis_url()),
+            ("redis.key_prefix".to_string(), key_prefix.clone()),
+        ];
+        overrides.extend(self.overrides);
+        let overrides: Vec<(&str, &str)> = overrides
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let settings = Settings::load("test", Vec::new(), &overrides).expect("test settings");
+        let app = App::build(settings).await.expect("build app");
+        let addr = app.local_addr();
+        let (stop, stopped) = oneshot::channel();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        let client = Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client");
+        TestApp {
+            addr,
+            client,
+            database_url,
+            key_prefix,
+            stop: Some(stop),
+            server: Some(server),
+            storage,
+        }
+    }
+}
+
+/// Runs one statement on the PostgreSQL maintenance database.
+async fn admin_execute(sql: &str) {
+    let admin = Database::connect(format!("{}/postgres", postgres_base_url()))
+        .await
+        .expect("connect to PostgreSQL");
+    admin.execute_unprepared(sql).await.expect(sql);
+    admin.close().await.ok();
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let database = match &self.storage {
+            Storage::Postgres { name } => Some(name.clone()),
+            Storage::Sqlite(_) => None,
+        };
+        let prefix = self.key_prefix.clone();
+        // Drop runs inside the test's runtime, which cannot block on itself:
+        // clean up from a thread with a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            runtime.block_on(async move {
+                if let Some(name) = database {
+                    admin_execute(&format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#))
+                        .await;
+                }
+                delete_redis_keys(&prefix).await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// Deletes every key under a test's prefix.
+pub async fn delete_redis_keys(prefix: &str) {
+    let Ok(client) = redis::Client::open(redis_url()) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+    }
+}
+
+/// Asserts a problem+json response of the given status and type code, and returns its body.
+pub async fn assert_problem(response: Response, status: StatusCode, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem body");
+    assert_eq!(
+        body["type"],
+        format!("https://tessera.dev/problems/{code}"),
+        "{body}"
+    );
+    assert_eq!(body["status"], status.as_u16(), "{body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    assert_eq!(
+        body.get("errors").is_some(),
+        status == StatusCode::UNPROCESSABLE_ENTITY,
+        "{body}"
+    );
+    body
+}
+
+/// A unique, valid username for tests that need a fresh account.
+pub fn unique_username() -> String {
+    format!("user-{}", &Uuid::now_v7().simple().to_string()[20..])
+}
+
+/// Runs each named async test fn (taking a [`Backend`]) once on SQLite and
+/// once on PostgreSQL, as `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await;
+                }
+            )+
+        }
+    };
+}
