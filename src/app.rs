@@ -9,11 +9,12 @@ use poem::{
 };
 
 use crate::{
-    api::{self, ApiContext},
-    auth::hashing::HashingPool,
+    api::{self, ApiContext, RefreshCookie},
+    auth::{hashing::HashingPool, jwt::AccessTokens},
     database,
     domain::PasswordPolicy,
     middleware::{BodyLimit, log_request, problem_responses},
+    sessions::{RefreshTokenKeys, SessionStore},
     settings::Settings,
     users::UserStore,
 };
@@ -24,6 +25,10 @@ pub enum StartupError {
     Database(#[from] sea_orm::DbErr),
     #[error("password hashing: {0}")]
     Hashing(#[from] crate::auth::hashing::HashingError),
+    #[error("redis: {0}")]
+    Redis(#[from] crate::sessions::SessionError),
+    #[error("access token keys: {0}")]
+    Keys(#[from] crate::auth::jwt::KeyError),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -48,6 +53,13 @@ impl App {
             password_policy: PasswordPolicy {
                 min_score: settings.password.min_score,
             },
+            sessions: SessionStore::new(&settings.redis, &settings.session)?,
+            refresh_keys: RefreshTokenKeys::from_settings(&settings.session),
+            access_tokens: AccessTokens::from_settings(&settings.jwt)?,
+            refresh_cookie: RefreshCookie {
+                secure: settings.session.cookie_secure,
+            },
+            check_session_on_access: settings.session.check_on_access,
         });
         let addr = settings.server.bind;
         let acceptor = TcpListener::bind(addr)

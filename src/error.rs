@@ -14,7 +14,7 @@ use poem_openapi::{
     types::{ToJSON, Type},
 };
 
-use crate::{auth::hashing::HashingError, users::UserStoreError};
+use crate::{auth::hashing::HashingError, sessions::SessionError, users::UserStoreError};
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 const PROBLEM_TYPE_BASE: &str = "https://tessera.dev/problems/";
@@ -262,6 +262,13 @@ impl From<HashingError> for ApiError {
                 ApiError::Internal
             }
         }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(err: SessionError) -> Self {
+        tracing::warn!(error = %err, "redis unavailable");
+        ApiError::Unavailable(Dependency::Redis)
     }
 }
 

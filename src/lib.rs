@@ -11,6 +11,7 @@ pub mod database;
 pub mod domain;
 pub mod error;
 pub mod middleware;
+pub mod sessions;
 pub mod settings;
 pub mod telemetry;
 pub mod users;

@@ -3,6 +3,9 @@
 //! map results to responses; errors leave as [`crate::error::ApiError`].
 
 mod auth;
+mod bearer;
+mod cookie;
+mod me;
 mod ops;
 mod strict;
 
@@ -10,30 +13,45 @@ use std::sync::Arc;
 
 use poem_openapi::{OpenApiService, Tags};
 
-use crate::{auth::hashing::HashingPool, domain::PasswordPolicy, users::UserStore};
+pub use cookie::RefreshCookie;
+
+use crate::{
+    auth::{hashing::HashingPool, jwt::AccessTokens},
+    domain::PasswordPolicy,
+    sessions::{RefreshTokenKeys, SessionStore},
+    users::UserStore,
+};
 
 /// What every handler may use; built once in [`crate::app::App::build`].
 pub struct ApiContext {
     pub users: UserStore,
     pub hashing: HashingPool,
     pub password_policy: PasswordPolicy,
+    pub sessions: SessionStore,
+    pub refresh_keys: RefreshTokenKeys,
+    pub access_tokens: AccessTokens,
+    pub refresh_cookie: RefreshCookie,
+    /// Whether the bearer check also requires the session to be live.
+    pub check_session_on_access: bool,
 }
 
 #[derive(Tags)]
 enum ApiTags {
     /// Sign-up, sign-in, token refresh and sign-out.
     Auth,
+    /// The signed-in user and their sessions.
+    Account,
     /// Liveness and readiness for orchestrators.
     Operations,
 }
 
-type Apis = (auth::AuthApi, ops::OpsApi);
+type Apis = (auth::AuthApi, me::MeApi, ops::OpsApi);
 
 /// The operations and their document. Handlers reach the [`ApiContext`]
 /// through request data, so the document can be built without one.
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (auth::AuthApi, ops::OpsApi),
+        (auth::AuthApi, me::MeApi, ops::OpsApi),
         "Tessera",
         env!("CARGO_PKG_VERSION"),
     )

@@ -14,6 +14,7 @@ enum State {
 struct Readiness {
     status: State,
     database: State,
+    redis: State,
 }
 
 #[derive(ApiResponse)]
@@ -33,32 +34,62 @@ enum ReadyResponse {
     NotReady(Json<Readiness>),
 }
 
+/// A JSON Web Key Set (RFC 7517).
+#[derive(Object)]
+struct Jwks {
+    /// Public keys that verify access tokens: the signing key and, during a
+    /// rotation, the retired ones. Empty for HS256.
+    keys: Vec<serde_json::Value>,
+}
+
+#[derive(ApiResponse)]
+enum JwksResponse {
+    /// The public keys.
+    #[oai(status = 200)]
+    Ok(Json<Jwks>, #[oai(header = "Cache-Control")] String),
+}
+
 pub struct OpsApi;
 
 fn state(ok: bool) -> State {
     if ok { State::Ok } else { State::Unavailable }
 }
 
-#[OpenApi(prefix_path = "/health", tag = "ApiTags::Operations")]
+#[OpenApi(tag = "ApiTags::Operations")]
 impl OpsApi {
     /// Liveness
-    #[oai(path = "/live", method = "get", operation_id = "live")]
+    #[oai(path = "/health/live", method = "get", operation_id = "live")]
     async fn live(&self) -> LiveResponse {
         LiveResponse::Live
     }
 
-    /// Readiness: the database answers
-    #[oai(path = "/ready", method = "get", operation_id = "ready")]
+    /// Readiness: the database and Redis answer
+    #[oai(path = "/health/ready", method = "get", operation_id = "ready")]
     async fn ready(&self, context: Context<'_>) -> ReadyResponse {
-        let database = context.users.ping().await.is_ok();
+        let (database, redis) = tokio::join!(context.users.ping(), context.sessions.ping());
+        let (database, redis) = (database.is_ok(), redis.is_ok());
         let readiness = Readiness {
-            status: state(database),
+            status: state(database && redis),
             database: state(database),
+            redis: state(redis),
         };
-        if database {
+        if database && redis {
             ReadyResponse::Ready(Json(readiness))
         } else {
             ReadyResponse::NotReady(Json(readiness))
         }
+    }
+
+    /// Public keys of access tokens
+    #[oai(path = "/.well-known/jwks.json", method = "get", operation_id = "jwks")]
+    async fn jwks(&self, context: Context<'_>) -> JwksResponse {
+        let keys = context
+            .access_tokens
+            .jwks()
+            .keys
+            .iter()
+            .filter_map(|key| serde_json::to_value(key).ok())
+            .collect();
+        JwksResponse::Ok(Json(Jwks { keys }), "public, max-age=300".into())
     }
 }

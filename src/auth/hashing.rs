@@ -27,12 +27,14 @@ pub enum HashingError {
 }
 
 /// The outcome of checking a sign-in password.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verification {
     Mismatch,
-    Match,
-    /// Correct, but the stored hash is weaker than the configured parameters.
-    MatchNeedsRehash,
+    /// Correct. When the stored hash was weaker than the configured
+    /// parameters, `upgraded_hash` replaces it.
+    Match {
+        upgraded_hash: Option<String>,
+    },
 }
 
 #[derive(Clone)]
@@ -84,6 +86,7 @@ impl HashingPool {
 
     /// Checks a sign-in attempt against the stored hash, or against the dummy
     /// hash when there is no such user (the result is then always a mismatch).
+    /// A correct password over a weaker hash is rehashed in the same slot.
     pub async fn verify(
         &self,
         attempt: PasswordAttempt,
@@ -99,11 +102,13 @@ impl HashingPool {
             let matches = argon2(&params)
                 .verify_password(attempt.as_bytes(), &parsed)
                 .is_ok();
-            match (user_exists && matches, is_weaker(&parsed, &params)) {
-                (false, _) => Verification::Mismatch,
-                (true, false) => Verification::Match,
-                (true, true) => Verification::MatchNeedsRehash,
+            if !(user_exists && matches) {
+                return Verification::Mismatch;
             }
+            let upgraded_hash = is_weaker(&parsed, &params)
+                .then(|| hash_with(&params, attempt.as_bytes()).ok())
+                .flatten();
+            Verification::Match { upgraded_hash }
         })
         .await
     }
@@ -193,7 +198,12 @@ mod tests {
             attempt("correct-Horse-battery-9-staple"),
             Some(hash.clone()),
         );
-        assert_eq!(right.await.unwrap(), Verification::Match);
+        assert_eq!(
+            right.await.unwrap(),
+            Verification::Match {
+                upgraded_hash: None
+            }
+        );
         let wrong = pool.verify(attempt("wrong-Horse-battery-9-staple"), Some(hash));
         assert_eq!(wrong.await.unwrap(), Verification::Mismatch);
     }
@@ -209,17 +219,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn weaker_stored_hashes_ask_for_a_rehash() {
+    async fn weaker_stored_hashes_are_upgraded() {
         let pool = HashingPool::new(&settings(4)).await.unwrap();
-        let weak = hash_with(
-            &Params::new(8192, 1, 1, None).unwrap(),
-            b"old-Horse-battery-9",
-        )
-        .unwrap();
+        let old_params = Params::new(8192, 1, 1, None).unwrap();
+        let weak = hash_with(&old_params, b"old-Horse-battery-9").unwrap();
+        let attempt = PasswordAttempt::new("old-Horse-battery-9".into());
+        let Verification::Match {
+            upgraded_hash: Some(upgraded),
+        } = pool.verify(attempt, Some(weak)).await.unwrap()
+        else {
+            panic!("expected an upgraded hash");
+        };
+        assert!(
+            upgraded.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{upgraded}"
+        );
         let attempt = PasswordAttempt::new("old-Horse-battery-9".into());
         assert_eq!(
-            pool.verify(attempt, Some(weak)).await.unwrap(),
-            Verification::MatchNeedsRehash
+            pool.verify(attempt, Some(upgraded)).await.unwrap(),
+            Verification::Match {
+                upgraded_hash: None
+            }
         );
     }
 

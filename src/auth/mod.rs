@@ -1,3 +1,4 @@
-//! Credentials and tokens: password hashing now, access and refresh tokens next.
+//! Credentials and tokens: password hashing and access tokens.
 
 pub mod hashing;
+pub mod jwt;

@@ -15,6 +15,17 @@ use uuid::Uuid;
 
 pub const STRONG_PASSWORD: &str = "correct-Horse-battery-9-staple";
 
+/// A sign-in or refresh response body.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub refresh_expires_in: u64,
+    pub session_id: Uuid,
+}
+
 /// Where a test server keeps its users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -94,6 +105,44 @@ impl TestApp {
             &json!({"username": username, "password": password}),
         )
         .await
+    }
+
+    pub async fn signin(&self, username: &str, password: &str) -> Response {
+        self.post_json(
+            "/v1/auth/signin",
+            &json!({"username": username, "password": password}),
+        )
+        .await
+    }
+
+    /// Signs up a fresh user and signs in: the user's name and the token pair.
+    pub async fn new_session(&self) -> (String, TokenPair) {
+        let username = unique_username();
+        let created = self.signup(&username, STRONG_PASSWORD).await;
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let tokens = self.sign_in_ok(&username).await;
+        (username, tokens)
+    }
+
+    /// Signs an existing user in (with [`STRONG_PASSWORD`]), expecting success.
+    pub async fn sign_in_ok(&self, username: &str) -> TokenPair {
+        let response = self.signin(username, STRONG_PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.expect("token pair")
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post_json("/v1/auth/refresh", &json!({"refresh_token": refresh_token}))
+            .await
+    }
+
+    pub async fn get_with_token(&self, path: &str, access_token: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .expect("request failed")
     }
 
     /// A direct connection to this test's database, to check what is stored.

@@ -1,0 +1,121 @@
+use chrono::{DateTime, Utc};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
+use uuid::Uuid;
+
+use super::{ApiTags, Context, auth::UserView, bearer::Bearer};
+use crate::{
+    error::{ApiError, Failure, error_set},
+    sessions::SessionInfo,
+};
+
+error_set! {
+    GetMeErrors = [401, 503];
+    ListSessionsErrors = [401, 503];
+    RevokeSessionErrors = [400, 401, 404, 503];
+}
+
+/// A live refresh session of the caller.
+#[derive(Object)]
+struct SessionView {
+    id: Uuid,
+    created_at: DateTime<Utc>,
+    last_used_at: DateTime<Utc>,
+    /// When the session expires unless refreshed before.
+    idle_expires_at: DateTime<Utc>,
+    user_agent: Option<String>,
+    ip: Option<String>,
+    /// Whether this is the session of the access token making the request.
+    current: bool,
+}
+
+#[derive(ApiResponse)]
+enum MeResponse {
+    /// The signed-in user.
+    #[oai(status = 200)]
+    Ok(Json<UserView>),
+}
+
+#[derive(ApiResponse)]
+enum SessionsResponse {
+    /// The caller's live sessions.
+    #[oai(status = 200)]
+    Ok(Json<Vec<SessionView>>),
+}
+
+#[derive(ApiResponse)]
+enum RevokeResponse {
+    /// The session is revoked.
+    #[oai(status = 204)]
+    Revoked,
+}
+
+pub struct MeApi;
+
+#[OpenApi(prefix_path = "/v1", tag = "ApiTags::Account")]
+impl MeApi {
+    /// The signed-in user
+    #[oai(path = "/me", method = "get", operation_id = "getMe")]
+    async fn get_me(
+        &self,
+        context: Context<'_>,
+        auth: Bearer,
+    ) -> Result<MeResponse, Failure<GetMeErrors>> {
+        // A valid token for a user that no longer exists proves nothing.
+        let user = context
+            .users
+            .find_by_id(auth.0.user_id)
+            .await?
+            .ok_or(ApiError::InvalidToken)?;
+        Ok(MeResponse::Ok(Json(user.into())))
+    }
+
+    /// The caller's live sessions
+    #[oai(path = "/sessions", method = "get", operation_id = "listSessions")]
+    async fn list_sessions(
+        &self,
+        context: Context<'_>,
+        auth: Bearer,
+    ) -> Result<SessionsResponse, Failure<ListSessionsErrors>> {
+        let sessions = context.sessions.list(auth.0.user_id).await?;
+        let current = auth.0.session_id;
+        let views = sessions
+            .into_iter()
+            .map(|session| SessionView::new(session, current))
+            .collect();
+        Ok(SessionsResponse::Ok(Json(views)))
+    }
+
+    /// Revoke one of the caller's sessions
+    #[oai(
+        path = "/sessions/:id",
+        method = "delete",
+        operation_id = "revokeSession"
+    )]
+    async fn revoke_session(
+        &self,
+        context: Context<'_>,
+        auth: Bearer,
+        id: Path<Uuid>,
+    ) -> Result<RevokeResponse, Failure<RevokeSessionErrors>> {
+        // Another user's session is as absent as a dead one: no oracle.
+        if context.sessions.revoke_owned(auth.0.user_id, id.0).await? {
+            Ok(RevokeResponse::Revoked)
+        } else {
+            Err(ApiError::NotFound.into())
+        }
+    }
+}
+
+impl SessionView {
+    fn new(session: SessionInfo, current: Uuid) -> Self {
+        SessionView {
+            current: session.id == current,
+            id: session.id,
+            created_at: session.created_at,
+            last_used_at: session.last_used_at,
+            idle_expires_at: session.idle_expires_at,
+            user_agent: session.user_agent,
+            ip: session.ip,
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Access tokens: short-lived JWTs that any service can check without storage.
+//!
+//! Keys are loaded once at start. One key signs; it and the retired keys
+//! (during a rotation) verify, picked by the header's `kid`. The algorithm is
+//! pinned: a token whose header names any other algorithm, `none` included,
+//! is refused before its signature is looked at.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation,
+    jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash},
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::settings::{JwtAlgorithm, JwtSettings};
+
+/// `typ` of our access tokens (RFC 9068), so no other JWT passes for one.
+const ACCESS_TOKEN_TYPE: &str = "at+jwt";
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    /// The user id.
+    pub sub: Uuid,
+    /// The refresh session the token was issued for.
+    pub sid: Uuid,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: Uuid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("`{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid access token")]
+pub struct InvalidToken;
+
+struct VerifyingKey {
+    kid: String,
+    key: DecodingKey,
+}
+
+pub struct AccessTokens {
+    algorithm: Algorithm,
+    signing_kid: String,
+    signing_key: EncodingKey,
+    verifying: Vec<VerifyingKey>,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+    jwks: JwkSet,
+}
+
+impl AccessTokens {
+    pub fn from_settings(settings: &JwtSettings) -> Result<Self, KeyError> {
+        let (algorithm, signing_kid, signing_key, verifying, jwks) = match settings.algorithm {
+            JwtAlgorithm::HS256 => {
+                let secret = settings.secret.expose().as_bytes();
+                let verifying = std::iter::once(secret)
+                    .chain(
+                        settings
+                            .previous_secrets
+                            .iter()
+                            .map(|s| s.expose().as_bytes()),
+                    )
+                    .map(|secret| VerifyingKey {
+                        kid: hmac_kid(secret),
+                        key: DecodingKey::from_secret(secret),
+                    })
+                    .collect();
+                let signing = EncodingKey::from_secret(secret);
+                // Symmetric keys are never published.
+                (
+                    Algorithm::HS256,
+                    hmac_kid(secret),
+                    signing,
+                    verifying,
+                    JwkSet::default(),
+                )
+            }
+            JwtAlgorithm::EdDSA => {
+                let path = settings
+                    .ed25519_private_key_path
+                    .as_ref()
+                    .ok_or(KeyError::Invalid {
+                        key: "jwt.ed25519_private_key_path",
+                        reason: "required for EdDSA".into(),
+                    })?;
+                let signing = read_ed25519(path, "jwt.ed25519_private_key_path")?;
+                let mut keys = vec![public_jwk(&signing, "jwt.ed25519_private_key_path")?];
+                for path in &settings.previous_ed25519_private_key_paths {
+                    let retired = read_ed25519(path, "jwt.previous_ed25519_private_key_paths")?;
+                    keys.push(public_jwk(
+                        &retired,
+                        "jwt.previous_ed25519_private_key_paths",
+                    )?);
+                }
+                let verifying = keys
+                    .iter()
+                    .map(|jwk| {
+                        Ok(VerifyingKey {
+                            kid: jwk.common.key_id.clone().unwrap_or_default(),
+                            key: DecodingKey::from_jwk(jwk).map_err(|err| KeyError::Invalid {
+                                key: "jwt.ed25519_private_key_path",
+                                reason: err.to_string(),
+                            })?,
+                        })
+                    })
+                    .collect::<Result<_, KeyError>>()?;
+                let kid = keys[0].common.key_id.clone().unwrap_or_default();
+                (Algorithm::EdDSA, kid, signing, verifying, JwkSet { keys })
+            }
+        };
+        let mut validation = Validation::new(algorithm);
+        validation.leeway = settings.leeway_secs;
+        validation.set_issuer(&[&settings.issuer]);
+        validation.set_audience(&[&settings.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        Ok(AccessTokens {
+            algorithm,
+            signing_kid,
+            signing_key,
+            verifying,
+            validation,
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            ttl: Duration::from_secs(settings.access_ttl_secs),
+            jwks,
+        })
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The public keys for `/.well-known/jwks.json` (none for HS256).
+    pub fn jwks(&self) -> &JwkSet {
+        &self.jwks
+    }
+
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = Utc::now().timestamp();
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user_id,
+            sid: session_id,
+            iat: now,
+            exp: now + self.ttl.as_secs() as i64,
+            jti: Uuid::now_v7(),
+        };
+        let mut header = Header::new(self.algorithm);
+        header.typ = Some(ACCESS_TOKEN_TYPE.into());
+        header.kid = Some(self.signing_kid.clone());
+        jsonwebtoken::encode(&header, &claims, &self.signing_key)
+    }
+
+    pub fn verify(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken)?;
+        if header.alg != self.algorithm || header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+            return Err(InvalidToken);
+        }
+        let kid = header.kid.ok_or(InvalidToken)?;
+        let key = self
+            .verifying
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or(InvalidToken)?;
+        jsonwebtoken::decode::<AccessClaims>(token, &key.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|_| InvalidToken)
+    }
+}
+
+/// A key id that names an HMAC secret without revealing it.
+fn hmac_kid(secret: &[u8]) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"tessera-hs256-kid:")
+        .chain_update(secret)
+        .finalize();
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn read_ed25519(path: &std::path::Path, key: &'static str) -> Result<EncodingKey, KeyError> {
+    let pem = std::fs::read(path).map_err(|err| KeyError::Invalid {
+        key,
+        reason: format!("reading {}: {err}", path.display()),
+    })?;
+    EncodingKey::from_ed_pem(&pem).map_err(|err| KeyError::Invalid {
+        key,
+        reason: format!("{}: not a PKCS#8 Ed25519 PEM key ({err})", path.display()),
+    })
+}
+
+/// The public half as a JWK whose `kid` is its RFC 7638 thumbprint.
+fn public_jwk(signing: &EncodingKey, key: &'static str) -> Result<Jwk, KeyError> {
+    let invalid = |err: jsonwebtoken::errors::Error| KeyError::Invalid {
+        key,
+        reason: err.to_string(),
+    };
+    let mut jwk = Jwk::from_encoding_key(signing, Algorithm::EdDSA).map_err(invalid)?;
+    jwk.common.key_id = Some(jwk.thumbprint(ThumbprintHash::SHA256).map_err(invalid)?);
+    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    Ok(jwk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Secret;
+
+    fn settings(secret: &str, previous: &[&str]) -> JwtSettings {
+        let secret = |s: &str| serde_json::from_value::<Secret>(serde_json::json!(s)).unwrap();
+        JwtSettings {
+            algorithm: JwtAlgorithm::HS256,
+            secret: secret(secret),
+            previous_secrets: previous.iter().map(|s| secret(s)).collect(),
+            ed25519_private_key_path: None,
+            previous_ed25519_private_key_paths: vec![],
+            issuer: "tessera".into(),
+            audience: "tessera".into(),
+            access_ttl_secs: 900,
+            leeway_secs: 0,
+        }
+    }
+
+    fn part(token: &str, index: usize) -> serde_json::Value {
+        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+        let raw = token.split('.').nth(index).unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(raw).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn issued_tokens_carry_the_contract_claims_and_header() {
+        let tokens = AccessTokens::from_settings(&settings("one-secret", &[])).unwrap();
+        let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
+        let token = tokens.issue(user, session).unwrap();
+        let header = part(&token, 0);
+        assert_eq!(header["alg"], "HS256");
+        assert_eq!(header["typ"], "at+jwt");
+        assert!(header["kid"].is_string());
+        let claims = part(&token, 1);
+        for claim in ["iss", "aud", "sub", "sid", "iat", "exp", "jti"] {
+            assert!(claims.get(claim).is_some(), "{claim}");
+        }
+        assert_eq!(
+            claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+            900
+        );
+        let verified = tokens.verify(&token).unwrap();
+        assert_eq!((verified.sub, verified.sid), (user, session));
+    }
+
+    #[test]
+    fn the_kid_does_not_reveal_the_secret() {
+        let kid = hmac_kid(b"one-secret");
+        assert_eq!(kid.len(), 16);
+        assert!(!kid.contains("one-secret"));
+    }
+
+    #[test]
+    fn retired_secrets_verify_but_do_not_sign() {
+        let old = AccessTokens::from_settings(&settings("old-secret", &[])).unwrap();
+        let rotated =
+            AccessTokens::from_settings(&settings("new-secret", &["old-secret"])).unwrap();
+        let old_token = old.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        assert!(rotated.verify(&old_token).is_ok());
+        let new_token = rotated.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        assert!(old.verify(&new_token).is_err());
+        let retired = AccessTokens::from_settings(&settings("new-secret", &[])).unwrap();
+        assert!(retired.verify(&old_token).is_err());
+    }
+
+    #[test]
+    fn tokens_of_another_issuer_or_audience_fail() {
+        let tokens = AccessTokens::from_settings(&settings("s", &[])).unwrap();
+        let mut other = settings("s", &[]);
+        other.audience = "someone-else".into();
+        let foreign = AccessTokens::from_settings(&other).unwrap();
+        assert!(
+            tokens
+                .verify(&foreign.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap())
+                .is_err()
+        );
+        let mut other = settings("s", &[]);
+        other.issuer = "evil".into();
+        let foreign = AccessTokens::from_settings(&other).unwrap();
+        assert!(
+            tokens
+                .verify(&foreign.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn garbage_never_verifies() {
+        let tokens = AccessTokens::from_settings(&settings("s", &[])).unwrap();
+        for token in ["", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", "....", "🦀.🦀.🦀"] {
+            assert!(tokens.verify(token).is_err(), "{token}");
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Refresh sessions in Redis.
+//!
+//! Keys, all under the configured prefix:
+//! - `session:{id}`: a hash (user, created, last used, generation, rotation
+//!   time, absolute expiry, user agent, ip) whose TTL is the idle timeout,
+//!   reset on each refresh and never past the absolute lifetime;
+//! - `user:{id}:sessions`: a sorted set of the user's session ids scored by
+//!   idle expiry, so listing and sign-out-all never see expired sessions.
+//!
+//! Every change is one Lua script, so concurrent refreshes cannot interleave.
+
+mod token;
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use redis::{
+    Client, Script,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+use uuid::Uuid;
+
+pub use token::{RefreshToken, RefreshTokenKeys};
+
+use crate::settings::{RedisSettings, SessionSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<redis::ParsingError> for SessionError {
+    fn from(err: redis::ParsingError) -> Self {
+        SessionError::Unavailable(err.to_string())
+    }
+}
+
+impl From<redis::RedisError> for SessionError {
+    fn from(err: redis::RedisError) -> Self {
+        SessionError::Unavailable(err.to_string())
+    }
+}
+
+/// A new session's first token generation and how long it lives if left idle.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSession {
+    pub token: RefreshToken,
+    pub idle_expires_in: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// The presented token was current (or its predecessor within the grace
+    /// window): `token` is the one to hand out.
+    Rotated {
+        user_id: Uuid,
+        token: RefreshToken,
+        idle_expires_in: Duration,
+    },
+    /// Unknown, expired or revoked.
+    Invalid,
+    /// An old token came back: the session is revoked (RFC 9700 §4.14).
+    ReuseDetected,
+}
+
+/// A live session as listed to its user.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub idle_expires_at: DateTime<Utc>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// Who opened a session, as shown when listing sessions.
+pub struct ClientInfo {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+struct Scripts {
+    create: Script,
+    rotate: Script,
+    revoke: Script,
+    revoke_all: Script,
+    list: Script,
+}
+
+pub struct SessionStore {
+    redis: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    idle: Duration,
+    absolute: Duration,
+    grace: Duration,
+    scripts: Scripts,
+}
+
+impl SessionStore {
+    /// Connects lazily: the server starts (and reports not ready) while Redis
+    /// is down, and the manager reconnects by itself when it returns.
+    pub fn new(redis: &RedisSettings, session: &SessionSettings) -> Result<Self, SessionError> {
+        let timeout = Duration::from_millis(redis.command_timeout_ms);
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let client = Client::open(redis.url.as_str())?;
+        Ok(SessionStore {
+            redis: ConnectionManager::new_lazy_with_config(client, config)?,
+            prefix: redis.key_prefix.clone(),
+            timeout,
+            idle: session.idle_timeout(),
+            absolute: Duration::from_secs(session.absolute_lifetime_secs),
+            grace: Duration::from_secs(session.reuse_grace_secs),
+            scripts: Scripts {
+                create: Script::new(include_str!("scripts/create.lua")),
+                rotate: Script::new(include_str!("scripts/rotate.lua")),
+                revoke: Script::new(include_str!("scripts/revoke.lua")),
+                revoke_all: Script::new(include_str!("scripts/revoke_all.lua")),
+                list: Script::new(include_str!("scripts/list.lua")),
+            },
+        })
+    }
+
+    pub async fn create(
+        &self,
+        user_id: Uuid,
+        client: ClientInfo,
+    ) -> Result<NewSession, SessionError> {
+        let session_id = Uuid::now_v7();
+        let mut invocation = self.scripts.create.prepare_invoke();
+        invocation
+            .key(self.session_key(session_id))
+            .key(self.user_index_key(user_id))
+            .arg(session_id.to_string())
+            .arg(user_id.to_string())
+            .arg(now_ms())
+            .arg(self.idle.as_millis() as u64)
+            .arg(self.absolute.as_millis() as u64)
+            .arg(client.user_agent.unwrap_or_default())
+            .arg(client.ip.unwrap_or_default());
+        let idle_ms: u64 = self
+            .run(invocation.invoke_async(&mut self.redis.clone()))
+            .await?;
+        Ok(NewSession {
+            token: RefreshToken {
+                session_id,
+                generation: 0,
+            },
+            idle_expires_in: Duration::from_millis(idle_ms),
+        })
+    }
+
+    pub async fn rotate(&self, presented: RefreshToken) -> Result<Rotation, SessionError> {
+        let mut invocation = self.scripts.rotate.prepare_invoke();
+        invocation
+            .key(self.session_key(presented.session_id))
+            .arg(&self.prefix)
+            .arg(presented.session_id.to_string())
+            .arg(presented.generation)
+            .arg(now_ms())
+            .arg(self.idle.as_millis() as u64)
+            .arg(self.grace.as_millis() as u64);
+        let reply: Vec<redis::Value> = self
+            .run(invocation.invoke_async(&mut self.redis.clone()))
+            .await?;
+        let field = |i: usize| reply.get(i).cloned().unwrap_or(redis::Value::Nil);
+        let status: u8 = redis::from_redis_value(field(0))?;
+        Ok(match status {
+            1 | 2 => {
+                let user: String = redis::from_redis_value(field(1))?;
+                let generation: u64 = redis::from_redis_value(field(2))?;
+                let idle_ms: u64 = redis::from_redis_value(field(3))?;
+                Rotation::Rotated {
+                    user_id: user.parse().map_err(|_| corrupt("user id"))?,
+                    token: RefreshToken {
+                        session_id: presented.session_id,
+                        generation,
+                    },
+                    idle_expires_in: Duration::from_millis(idle_ms),
+                }
+            }
+            3 => Rotation::ReuseDetected,
+            _ => Rotation::Invalid,
+        })
+    }
+
+    /// Revokes a session, whoever owns it. Idempotent.
+    pub async fn revoke(&self, session_id: Uuid) -> Result<(), SessionError> {
+        self.revoke_if_owned(session_id, None).await.map(|_| ())
+    }
+
+    /// Revokes a session if it is live and belongs to `user_id`.
+    pub async fn revoke_owned(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> Result<bool, SessionError> {
+        self.revoke_if_owned(session_id, Some(user_id)).await
+    }
+
+    async fn revoke_if_owned(
+        &self,
+        session_id: Uuid,
+        owner: Option<Uuid>,
+    ) -> Result<bool, SessionError> {
+        let mut invocation = self.scripts.revoke.prepare_invoke();
+        invocation
+            .key(self.session_key(session_id))
+            .arg(&self.prefix)
+            .arg(session_id.to_string())
+            .arg(owner.map(|id| id.to_string()).unwrap_or_default());
+        let revoked: u8 = self
+            .run(invocation.invoke_async(&mut self.redis.clone()))
+            .await?;
+        Ok(revoked == 1)
+    }
+
+    pub async fn revoke_all(&self, user_id: Uuid) -> Result<u64, SessionError> {
+        let mut invocation = self.scripts.revoke_all.prepare_invoke();
+        invocation
+            .key(self.user_index_key(user_id))
+            .arg(&self.prefix)
+            .arg(user_id.to_string());
+        self.run(invocation.invoke_async(&mut self.redis.clone()))
+            .await
+    }
+
+    pub async fn list(&self, user_id: Uuid) -> Result<Vec<SessionInfo>, SessionError> {
+        let mut invocation = self.scripts.list.prepare_invoke();
+        invocation
+            .key(self.user_index_key(user_id))
+            .arg(&self.prefix)
+            .arg(now_ms());
+        let flat: Vec<String> = self
+            .run(invocation.invoke_async(&mut self.redis.clone()))
+            .await?;
+        flat.chunks_exact(6)
+            .map(|row| {
+                let time = |raw: &str| {
+                    raw.parse::<i64>()
+                        .ok()
+                        .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+                        .ok_or_else(|| corrupt("timestamp"))
+                };
+                let optional = |raw: &str| (!raw.is_empty()).then(|| raw.to_owned());
+                Ok(SessionInfo {
+                    id: row[0].parse().map_err(|_| corrupt("session id"))?,
+                    created_at: time(&row[1])?,
+                    last_used_at: time(&row[2])?,
+                    idle_expires_at: time(&row[3])?,
+                    user_agent: optional(&row[4]),
+                    ip: optional(&row[5]),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn is_live(&self, session_id: Uuid) -> Result<bool, SessionError> {
+        let key = self.session_key(session_id);
+        self.run(
+            redis::cmd("EXISTS")
+                .arg(key)
+                .query_async(&mut self.redis.clone()),
+        )
+        .await
+    }
+
+    /// Readiness: one round-trip.
+    pub async fn ping(&self) -> Result<(), SessionError> {
+        let _: String = self
+            .run(redis::cmd("PING").query_async(&mut self.redis.clone()))
+            .await?;
+        Ok(())
+    }
+
+    /// Bounds every call, so an outage answers fast instead of hanging.
+    async fn run<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, SessionError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(SessionError::Unavailable("timed out".into())),
+        }
+    }
+
+    fn session_key(&self, session_id: Uuid) -> String {
+        format!("{}session:{session_id}", self.prefix)
+    }
+
+    fn user_index_key(&self, user_id: Uuid) -> String {
+        format!("{}user:{user_id}:sessions", self.prefix)
+    }
+}
+
+fn corrupt(what: &str) -> SessionError {
+    SessionError::Unavailable(format!("unexpected {what} in a session record"))
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}

@@ -1,0 +1,229 @@
+//! `/v1/me`, `/v1/sessions`, sign-out and sign-out-all, and the
+//! check-on-access mode of the bearer check.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, STRONG_PASSWORD, TestApp, assert_problem};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn sessions_of(app: &TestApp, access_token: &str) -> Vec<Value> {
+    let response = app.get_with_token("/v1/sessions", access_token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+async fn signout(app: &TestApp, refresh_token: &str) -> reqwest::Response {
+    app.post_json("/v1/auth/signout", &json!({"refresh_token": refresh_token}))
+        .await
+}
+
+async fn delete_session(app: &TestApp, access_token: &str, id: &str) -> reqwest::Response {
+    app.client
+        .delete(app.url(&format!("/v1/sessions/{id}")))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn signout_all(app: &TestApp, access_token: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/auth/signout-all"))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn me_returns_the_signed_in_user() {
+    let app = TestApp::spawn().await;
+    let (username, tokens) = app.new_session().await;
+    let response = app.get_with_token("/v1/me", &tokens.access_token).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let me: Value = response.json().await.unwrap();
+    assert_eq!(me["username"], username);
+    assert!(me["id"].is_string() && me["created_at"].is_string());
+    assert!(me.get("password_hash").is_none());
+}
+
+#[tokio::test]
+async fn sessions_list_only_the_callers_live_sessions() {
+    let app = TestApp::spawn().await;
+    let (username, first) = app.new_session().await;
+    let response = app
+        .client
+        .post(app.url("/v1/auth/signin"))
+        .header("user-agent", "tessera-test-browser/1.0")
+        .json(&json!({"username": username, "password": STRONG_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let second: common::TokenPair = response.json().await.unwrap();
+    let (_, stranger) = app.new_session().await;
+
+    let sessions = sessions_of(&app, &second.access_token).await;
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    let current: Vec<&Value> = sessions.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0]["id"], second.session_id.to_string());
+    assert_eq!(current[0]["user_agent"], "tessera-test-browser/1.0");
+    assert_eq!(current[0]["ip"], "127.0.0.1");
+    for session in &sessions {
+        for field in ["created_at", "last_used_at", "idle_expires_at"] {
+            chrono::DateTime::parse_from_rfc3339(session[field].as_str().unwrap()).unwrap();
+        }
+        assert_ne!(session["id"], stranger.session_id.to_string());
+    }
+    let _ = first;
+}
+
+#[tokio::test]
+async fn revoking_a_session_ends_it_and_others_sessions_are_404() {
+    let app = TestApp::spawn().await;
+    let (username, first) = app.new_session().await;
+    let second = app.sign_in_ok(&username).await;
+    let (_, stranger) = app.new_session().await;
+
+    // Someone else's session is not found, and stays alive.
+    let response =
+        delete_session(&app, &first.access_token, &stranger.session_id.to_string()).await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    assert_eq!(
+        app.refresh(&stranger.refresh_token).await.status(),
+        StatusCode::OK
+    );
+
+    let response = delete_session(&app, &first.access_token, &second.session_id.to_string()).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.refresh(&second.refresh_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let sessions = sessions_of(&app, &first.access_token).await;
+    assert_eq!(sessions.len(), 1);
+
+    // Revoking it again: no longer live.
+    let response = delete_session(&app, &first.access_token, &second.session_id.to_string()).await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    let response = delete_session(&app, &first.access_token, "not-a-uuid").await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "malformed_request").await;
+}
+
+#[tokio::test]
+async fn signout_is_idempotent_and_reveals_nothing() {
+    let app = TestApp::spawn().await;
+    let (_, tokens) = app.new_session().await;
+    for _ in 0..2 {
+        assert_eq!(
+            signout(&app, &tokens.refresh_token).await.status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+    assert_eq!(
+        app.refresh(&tokens.refresh_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    for unknown in ["", "garbage", "tsr_AAAA"] {
+        assert_eq!(
+            signout(&app, unknown).await.status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+    let response = app.post_json("/v1/auth/signout", &json!({})).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn signout_all_revokes_every_session_of_the_caller_only() {
+    let app = TestApp::spawn().await;
+    let (username, first) = app.new_session().await;
+    let second = app.sign_in_ok(&username).await;
+    let (_, stranger) = app.new_session().await;
+    let response = signout_all(&app, &first.access_token).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    for tokens in [&first, &second] {
+        assert_eq!(
+            app.refresh(&tokens.refresh_token).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert!(sessions_of(&app, &first.access_token).await.is_empty());
+    assert_eq!(
+        app.refresh(&stranger.refresh_token).await.status(),
+        StatusCode::OK
+    );
+    let response = app
+        .client
+        .post(app.url("/v1/auth/signout-all"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
+}
+
+#[tokio::test]
+async fn expired_sessions_leave_no_ghosts_in_the_list() {
+    let app = TestApp::with(Backend::Sqlite)
+        .set("session.idle_timeout_secs", "1")
+        .start()
+        .await;
+    let (username, first) = app.new_session().await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = app.sign_in_ok(&username).await;
+    let sessions = sessions_of(&app, &second.access_token).await;
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    assert_eq!(sessions[0]["id"], second.session_id.to_string());
+    let _ = first;
+}
+
+#[tokio::test]
+async fn by_default_access_tokens_outlive_signout() {
+    let app = TestApp::spawn().await;
+    let (_, tokens) = app.new_session().await;
+    signout(&app, &tokens.refresh_token).await;
+    // Stateless by default: the token stays valid until it expires.
+    let me = app.get_with_token("/v1/me", &tokens.access_token).await;
+    assert_eq!(me.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn with_check_on_access_signout_cuts_off_access_tokens_at_once() {
+    let app = TestApp::with(Backend::Sqlite)
+        .set("session.check_on_access", "true")
+        .start()
+        .await;
+    let (username, tokens) = app.new_session().await;
+    assert_eq!(
+        app.get_with_token("/v1/me", &tokens.access_token)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    signout(&app, &tokens.refresh_token).await;
+    let response = app.get_with_token("/v1/me", &tokens.access_token).await;
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        r#"Bearer error="invalid_token""#
+    );
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
+
+    // Revoking one session and signing out everywhere cut off too.
+    let first = app.sign_in_ok(&username).await;
+    let second = app.sign_in_ok(&username).await;
+    delete_session(&app, &first.access_token, &second.session_id.to_string()).await;
+    let response = app.get_with_token("/v1/me", &second.access_token).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get_with_token("/v1/me", &first.access_token)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    signout_all(&app, &first.access_token).await;
+    let response = app.get_with_token("/v1/me", &first.access_token).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
