@@ -195,16 +195,15 @@ impl Settings {
     /// environment file and `TESSERA__*` variables override both files.
     pub fn from_env() -> Result<Self, SettingsError> {
         let environment = std::env::var("TESSERA_ENV").unwrap_or_else(|_| "development".into());
-        Self::load(&environment, std::env::vars(), &[])
+        Self::load(&environment, std::env::vars())
     }
 
-    /// Loads an environment's configuration with explicit variables and
-    /// `section.key` overrides, without reading the process environment
-    /// (tests run many servers in one process).
+    /// Loads an environment's configuration with the given `TESSERA__*`
+    /// variables instead of the process environment (tests run many servers
+    /// in one process).
     pub fn load(
         environment: &str,
         variables: impl IntoIterator<Item = (String, String)>,
-        overrides: &[(&str, &str)],
     ) -> Result<Self, SettingsError> {
         let environment = Environment::parse(environment)?;
         let dir = config_dir();
@@ -212,7 +211,7 @@ impl Settings {
             .into_iter()
             .filter(|(name, _)| name.starts_with("TESSERA__"))
             .collect();
-        let mut builder = config::Config::builder()
+        let settings: Settings = config::Config::builder()
             .add_source(config::File::from(dir.join("default.toml")))
             .add_source(config::File::from(
                 dir.join(format!("{}.toml", environment.as_str())),
@@ -227,11 +226,10 @@ impl Settings {
                     .with_list_parse_key("jwt.previous_ed25519_private_key_paths")
                     .try_parsing(true)
                     .source(Some(variables)),
-            );
-        for (key, value) in overrides {
-            builder = builder.set_override(*key, *value)?;
-        }
-        let mut settings: Settings = builder.build()?.try_deserialize()?;
+            )
+            .build()?
+            .try_deserialize()?;
+        let mut settings = settings;
         settings.environment = environment;
         settings.validate()?;
         Ok(settings)
@@ -358,8 +356,13 @@ fn config_dir() -> PathBuf {
 mod tests {
     use super::*;
 
+    /// Loads with `section.key` overrides, as the matching variables.
     fn load(environment: &str, overrides: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        Settings::load(environment, Vec::new(), overrides)
+        let variables = overrides.iter().map(|(key, value)| {
+            let name = format!("TESSERA__{}", key.replace('.', "__").to_uppercase());
+            (name, value.to_string())
+        });
+        Settings::load(environment, variables)
     }
 
     #[test]
@@ -393,10 +396,26 @@ mod tests {
             ),
             ("TESSERA__REDIS__KEY_PREFIX".to_string(), "t1:".to_string()),
         ];
-        let settings = Settings::load("development", variables, &[]).unwrap();
+        let settings = Settings::load("development", variables).unwrap();
         assert_eq!(settings.session.idle_timeout_secs, 2);
         assert!(settings.session.check_on_access);
         assert_eq!(settings.redis.key_prefix, "t1:");
+    }
+
+    #[test]
+    fn lists_are_comma_separated() {
+        let settings = load(
+            "development",
+            &[("jwt.previous_secrets", "old-one,old-two")],
+        )
+        .unwrap();
+        let previous: Vec<&str> = settings
+            .jwt
+            .previous_secrets
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(previous, ["old-one", "old-two"]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::TestApp;
+use common::{Backend, TestApp};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -22,6 +22,23 @@ async fn health_endpoints_answer() {
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["status"], "ok");
     assert_eq!(body["database"], "ok");
+    assert_eq!(body["redis"], "ok");
+}
+
+#[tokio::test]
+async fn readiness_names_a_missing_redis() {
+    let app = TestApp::with(Backend::Sqlite)
+        .set("redis.url", "redis://127.0.0.1:1")
+        .start()
+        .await;
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(
+        (body["database"].as_str(), body["redis"].as_str()),
+        (Some("ok"), Some("unavailable"))
+    );
+    assert_eq!(app.get("/health/live").await.status(), StatusCode::OK);
 }
 
 #[tokio::test]
@@ -52,7 +69,19 @@ async fn the_openapi_document_describes_every_operation() {
             }
         }
     }
-    for id in ["signup", "live", "ready"] {
+    for id in [
+        "signup",
+        "signin",
+        "refresh",
+        "signout",
+        "signoutAll",
+        "getMe",
+        "listSessions",
+        "revokeSession",
+        "live",
+        "ready",
+        "jwks",
+    ] {
         assert!(
             operation_ids.contains(&id.to_owned()),
             "missing {id}: {operation_ids:?}"
@@ -65,6 +94,23 @@ async fn the_openapi_document_describes_every_operation() {
     let signup = &doc["paths"]["/v1/auth/signup"]["post"]["responses"];
     for status in ["201", "400", "409", "413", "415", "422", "429", "503"] {
         assert!(signup.get(status).is_some(), "signup documents {status}");
+    }
+    let scheme = &doc["components"]["securitySchemes"]["bearerAuth"];
+    assert_eq!(scheme["type"], "http");
+    assert_eq!(scheme["scheme"], "bearer");
+    assert_eq!(scheme["bearerFormat"], "JWT");
+    for (path, method) in [
+        ("/v1/me", "get"),
+        ("/v1/sessions", "get"),
+        ("/v1/sessions/{id}", "delete"),
+        ("/v1/auth/signout-all", "post"),
+    ] {
+        let security = &doc["paths"][path][method]["security"];
+        assert_eq!(
+            security[0]["bearerAuth"],
+            serde_json::json!([]),
+            "{method} {path}"
+        );
     }
 }
 

@@ -224,11 +224,11 @@ mod tests {
     use crate::settings::Secret;
 
     fn settings(secret: &str, previous: &[&str]) -> JwtSettings {
-        let secret = |s: &str| serde_json::from_value::<Secret>(serde_json::json!(s)).unwrap();
+        let to_secret = |s: &str| serde_json::from_value::<Secret>(serde_json::json!(s)).unwrap();
         JwtSettings {
             algorithm: JwtAlgorithm::HS256,
-            secret: secret(secret),
-            previous_secrets: previous.iter().map(|s| secret(s)).collect(),
+            secret: to_secret(secret),
+            previous_secrets: previous.iter().map(|s| to_secret(s)).collect(),
             ed25519_private_key_path: None,
             previous_ed25519_private_key_paths: vec![],
             issuer: "tessera".into(),

@@ -197,11 +197,14 @@ impl TestAppBuilder {
             ("redis.key_prefix".to_string(), key_prefix.clone()),
         ];
         overrides.extend(self.overrides);
-        let overrides: Vec<(&str, &str)> = overrides
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let settings = Settings::load("test", Vec::new(), &overrides).expect("test settings");
+        // Overrides go in as the `TESSERA__SECTION__KEY` variables an operator would set.
+        let variables = overrides.into_iter().map(|(key, value)| {
+            (
+                format!("TESSERA__{}", key.replace('.', "__").to_uppercase()),
+                value,
+            )
+        });
+        let settings = Settings::load("test", variables).expect("test settings");
         let app = App::build(settings).await.expect("build app");
         let addr = app.local_addr();
         let (stop, stopped) = oneshot::channel();
