@@ -5,15 +5,19 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use poem::{
     EndpointExt, Route, Server,
     endpoint::BoxEndpoint,
+    http::{Method, header},
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    middleware::Cors,
 };
 
 use crate::{
-    api::{self, ApiContext, RefreshCookie},
+    api::{self, ApiContext, ClientIpResolver, RefreshCookie},
     auth::{hashing::HashingPool, jwt::AccessTokens},
     database,
     domain::PasswordPolicy,
-    middleware::{BodyLimit, log_request, problem_responses},
+    keyspace::Keyspace,
+    middleware::{BodyLimit, log_request, problem_responses, security_headers},
+    rate_limit::RateLimiter,
     sessions::{RefreshTokenKeys, SessionStore},
     settings::Settings,
     users::UserStore,
@@ -26,7 +30,7 @@ pub enum StartupError {
     #[error("password hashing: {0}")]
     Hashing(#[from] crate::auth::hashing::HashingError),
     #[error("redis: {0}")]
-    Redis(#[from] crate::sessions::SessionError),
+    Redis(#[from] crate::keyspace::RedisUnavailable),
     #[error("access token keys: {0}")]
     Keys(#[from] crate::auth::jwt::KeyError),
     #[error("binding {addr}: {source}")]
@@ -42,18 +46,22 @@ pub struct App {
     endpoint: BoxEndpoint<'static>,
     local_addr: SocketAddr,
     shutdown_timeout: Duration,
+    idle_timeout: Duration,
 }
 
 impl App {
     pub async fn build(settings: Settings) -> Result<App, StartupError> {
         let db = database::connect_and_migrate(&settings.database).await?;
+        let keyspace = Keyspace::new(&settings.redis)?;
         let context = Arc::new(ApiContext {
             users: UserStore::new(db),
             hashing: HashingPool::new(&settings.password).await?,
             password_policy: PasswordPolicy {
                 min_score: settings.password.min_score,
             },
-            sessions: SessionStore::new(&settings.redis, &settings.session)?,
+            sessions: SessionStore::new(keyspace.clone(), &settings.session),
+            rate_limits: RateLimiter::new(keyspace, &settings.rate_limit),
+            client_ip: ClientIpResolver::new(settings.server.trusted_proxies.clone()),
             refresh_keys: RefreshTokenKeys::from_settings(&settings.session),
             access_tokens: AccessTokens::from_settings(&settings.jwt)?,
             refresh_cookie: RefreshCookie {
@@ -79,6 +87,7 @@ impl App {
             endpoint: routes(context, &settings).boxed(),
             local_addr,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+            idle_timeout: Duration::from_secs(settings.server.idle_timeout_secs),
         })
     }
 
@@ -95,6 +104,7 @@ impl App {
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> std::io::Result<()> {
         tracing::info!("listening on http://{}", self.local_addr);
         Server::new_with_acceptor(self.acceptor)
+            .idle_timeout(self.idle_timeout)
             .run_with_graceful_shutdown(self.endpoint, stop, Some(self.shutdown_timeout))
             .await
     }
@@ -107,6 +117,14 @@ fn routes(
     let api = api::openapi_service();
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
+    let origins = &settings.server.cors_allowed_origins;
+    // Credentials (the refresh cookie) only ever for the listed origins.
+    let cors = Cors::new()
+        .allow_origins(origins.iter().map(String::as_str))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(600);
     Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
@@ -116,6 +134,8 @@ fn routes(
             max_bytes: settings.server.body_limit_bytes,
         })
         .around(problem_responses)
+        .with_if(!origins.is_empty(), cors)
+        .around(security_headers)
         .around(log_request)
 }
 

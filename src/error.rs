@@ -14,7 +14,10 @@ use poem_openapi::{
     types::{ToJSON, Type},
 };
 
-use crate::{auth::hashing::HashingError, sessions::SessionError, users::UserStoreError};
+use crate::{
+    auth::hashing::HashingError, keyspace::RedisUnavailable, rate_limit::RateLimitError,
+    users::UserStoreError,
+};
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 const PROBLEM_TYPE_BASE: &str = "https://tessera.dev/problems/";
@@ -265,8 +268,19 @@ impl From<HashingError> for ApiError {
     }
 }
 
-impl From<SessionError> for ApiError {
-    fn from(err: SessionError) -> Self {
+impl From<RateLimitError> for ApiError {
+    fn from(err: RateLimitError) -> Self {
+        match err {
+            RateLimitError::Limited(left) => ApiError::RateLimited {
+                retry_after_secs: left.as_millis().div_ceil(1000) as u64,
+            },
+            RateLimitError::Unavailable(err) => err.into(),
+        }
+    }
+}
+
+impl From<RedisUnavailable> for ApiError {
+    fn from(err: RedisUnavailable) -> Self {
         tracing::warn!(error = %err, "redis unavailable");
         ApiError::Unavailable(Dependency::Redis)
     }

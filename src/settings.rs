@@ -6,6 +6,7 @@
 
 use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 /// The JWT secret shipped in `config/default.toml`; `production` refuses it.
@@ -87,6 +88,14 @@ pub struct ServerSettings {
     pub bind: SocketAddr,
     pub body_limit_bytes: usize,
     pub shutdown_timeout_secs: u64,
+    /// Connections with no activity for this long are closed.
+    pub idle_timeout_secs: u64,
+    /// Peers (addresses or CIDR ranges) whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Browser origins allowed by CORS; empty turns CORS off.
+    #[serde(default)]
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,6 +172,15 @@ pub struct PasswordSettings {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSettings {
     pub enabled: bool,
+    /// Failed sign-ins allowed per username and client IP per window.
+    pub signin_failures: u64,
+    pub signin_window_secs: u64,
+    /// Sign-ups (that reach password hashing) allowed per client IP per window.
+    pub signups_per_ip: u64,
+    pub signup_window_secs: u64,
+    /// Refreshes allowed per session per window.
+    pub refreshes_per_session: u64,
+    pub refresh_window_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -224,6 +242,8 @@ impl Settings {
                     .with_list_parse_key("session.previous_refresh_token_keys")
                     .with_list_parse_key("jwt.previous_secrets")
                     .with_list_parse_key("jwt.previous_ed25519_private_key_paths")
+                    .with_list_parse_key("server.trusted_proxies")
+                    .with_list_parse_key("server.cors_allowed_origins")
                     .try_parsing(true)
                     .source(Some(variables)),
             )
@@ -256,6 +276,28 @@ impl Settings {
                 self.session.absolute_lifetime_secs,
             ),
             ("jwt.access_ttl_secs", self.jwt.access_ttl_secs),
+            ("server.idle_timeout_secs", self.server.idle_timeout_secs),
+            (
+                "rate_limit.signin_failures",
+                self.rate_limit.signin_failures,
+            ),
+            (
+                "rate_limit.signin_window_secs",
+                self.rate_limit.signin_window_secs,
+            ),
+            ("rate_limit.signups_per_ip", self.rate_limit.signups_per_ip),
+            (
+                "rate_limit.signup_window_secs",
+                self.rate_limit.signup_window_secs,
+            ),
+            (
+                "rate_limit.refreshes_per_session",
+                self.rate_limit.refreshes_per_session,
+            ),
+            (
+                "rate_limit.refresh_window_secs",
+                self.rate_limit.refresh_window_secs,
+            ),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -267,6 +309,16 @@ impl Settings {
                 "session.absolute_lifetime_secs",
                 "must not be shorter than session.idle_timeout_secs",
             ));
+        }
+        for origin in &self.server.cors_allowed_origins {
+            if origin == "*" || !(origin.starts_with("https://") || origin.starts_with("http://")) {
+                return Err(SettingsError::invalid(
+                    "server.cors_allowed_origins",
+                    format!(
+                        "`{origin}` is not an origin like https://app.example.com (no wildcards)"
+                    ),
+                ));
+            }
         }
         if self.redis.key_prefix.is_empty() {
             return Err(SettingsError::invalid(
@@ -416,6 +468,31 @@ mod tests {
             .map(Secret::expose)
             .collect();
         assert_eq!(previous, ["old-one", "old-two"]);
+    }
+
+    #[test]
+    fn trusted_proxies_parse_as_networks() {
+        let settings = load(
+            "development",
+            &[("server.trusted_proxies", "10.0.0.0/8,::1/128")],
+        )
+        .unwrap();
+        assert_eq!(settings.server.trusted_proxies.len(), 2);
+        let err = load(
+            "development",
+            &[("server.trusted_proxies", "not-a-network")],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("trusted_proxies"), "{err}");
+    }
+
+    #[test]
+    fn wildcard_cors_origins_are_refused() {
+        let err = load("development", &[("server.cors_allowed_origins", "*")]).unwrap_err();
+        assert!(
+            err.to_string().contains("server.cors_allowed_origins"),
+            "{err}"
+        );
     }
 
     #[test]

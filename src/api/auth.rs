@@ -118,6 +118,7 @@ impl AuthApi {
     async fn signup(
         &self,
         context: Context<'_>,
+        req: &Request,
         body: Json<Credentials>,
     ) -> Result<SignupResponse, Failure<SignupErrors>> {
         let Credentials {
@@ -138,6 +139,10 @@ impl AuthApi {
                 return Err(ApiError::Validation(errors.collect()).into());
             }
         };
+        context
+            .rate_limits
+            .hit_signup(context.client_ip.resolve(req))
+            .await?;
         let hash = context.hashing.hash(password).await?;
         let user = context.users.create(username, hash).await?;
         Ok(SignupResponse::Created(Json(user.into()), "/v1/me".into()))
@@ -158,6 +163,8 @@ impl AuthApi {
             username: StrictString(username),
             password: StrictString(password),
         } = body.0;
+        let ip = context.client_ip.resolve(req);
+        context.rate_limits.check_signin(&username, ip).await?;
         // An unparseable name cannot exist, but it still costs one hash.
         let credentials = match Username::parse(&username) {
             Ok(username) => context.users.find_credentials(&username).await?,
@@ -172,6 +179,10 @@ impl AuthApi {
             .verify(PasswordAttempt::new(password), stored_hash)
             .await?;
         let (Some(user), Verification::Match { upgraded_hash }) = (user, verification) else {
+            context
+                .rate_limits
+                .record_signin_failure(&username, ip)
+                .await?;
             return Err(ApiError::InvalidCredentials.into());
         };
         if let Some(hash) = upgraded_hash {
@@ -180,7 +191,11 @@ impl AuthApi {
                 tracing::warn!(error = %err, "could not store an upgraded password hash");
             }
         }
-        let session = context.sessions.create(user.id, client_info(req)).await?;
+        let client = ClientInfo {
+            user_agent: user_agent(req),
+            ip: Some(ip.to_string()),
+        };
+        let session = context.sessions.create(user.id, client).await?;
         Ok(token_response(
             &context,
             user.id,
@@ -203,6 +218,10 @@ impl AuthApi {
     ) -> Result<TokenResponse, Failure<RefreshErrors>> {
         let presented =
             presented_refresh_token(&context, req, body.0).ok_or(ApiError::InvalidToken)?;
+        context
+            .rate_limits
+            .hit_refresh(presented.session_id)
+            .await?;
         match context.sessions.rotate(presented).await? {
             Rotation::Rotated {
                 user_id,
@@ -292,18 +311,11 @@ fn whole_seconds(duration: Duration) -> u64 {
     duration.as_millis().div_ceil(1000) as u64
 }
 
-/// What the session list shows about the client that signed in.
-fn client_info(req: &Request) -> ClientInfo {
+/// The client's user agent, as the session list shows it.
+fn user_agent(req: &Request) -> Option<String> {
     const MAX_USER_AGENT_CHARS: usize = 256;
-    ClientInfo {
-        user_agent: req
-            .headers()
-            .get(poem::http::header::USER_AGENT)
-            .and_then(|value| value.to_str().ok())
-            .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect()),
-        ip: req
-            .remote_addr()
-            .as_socket_addr()
-            .map(|addr| addr.ip().to_canonical().to_string()),
-    }
+    req.headers()
+        .get(poem::http::header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect())
 }

@@ -4,6 +4,7 @@
 
 mod auth;
 mod bearer;
+mod client_ip;
 mod cookie;
 mod me;
 mod ops;
@@ -13,11 +14,13 @@ use std::sync::Arc;
 
 use poem_openapi::{OpenApiService, Tags};
 
+pub use client_ip::ClientIpResolver;
 pub use cookie::RefreshCookie;
 
 use crate::{
     auth::{hashing::HashingPool, jwt::AccessTokens},
     domain::PasswordPolicy,
+    rate_limit::RateLimiter,
     sessions::{RefreshTokenKeys, SessionStore},
     users::UserStore,
 };
@@ -31,6 +34,8 @@ pub struct ApiContext {
     pub refresh_keys: RefreshTokenKeys,
     pub access_tokens: AccessTokens,
     pub refresh_cookie: RefreshCookie,
+    pub rate_limits: RateLimiter,
+    pub client_ip: ClientIpResolver,
     /// Whether the bearer check also requires the session to be live.
     pub check_session_on_access: bool,
 }

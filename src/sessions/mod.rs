@@ -14,33 +14,18 @@ mod token;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use redis::{
-    Client, Script,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-};
+use redis::{Script, ScriptInvocation};
 use uuid::Uuid;
 
 pub use token::{RefreshToken, RefreshTokenKeys};
 
-use crate::settings::{RedisSettings, SessionSettings};
+use crate::{
+    keyspace::{Keyspace, RedisUnavailable},
+    settings::SessionSettings,
+};
 
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error("redis unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl From<redis::ParsingError> for SessionError {
-    fn from(err: redis::ParsingError) -> Self {
-        SessionError::Unavailable(err.to_string())
-    }
-}
-
-impl From<redis::RedisError> for SessionError {
-    fn from(err: redis::RedisError) -> Self {
-        SessionError::Unavailable(err.to_string())
-    }
-}
+/// The session store's one failure: Redis cannot answer now.
+pub type SessionError = RedisUnavailable;
 
 /// A new session's first token generation and how long it lives if left idle.
 #[derive(Debug, Clone, Copy)]
@@ -90,9 +75,7 @@ struct Scripts {
 }
 
 pub struct SessionStore {
-    redis: ConnectionManager,
-    prefix: String,
-    timeout: Duration,
+    keyspace: Keyspace,
     idle: Duration,
     absolute: Duration,
     grace: Duration,
@@ -100,20 +83,9 @@ pub struct SessionStore {
 }
 
 impl SessionStore {
-    /// Connects lazily: the server starts (and reports not ready) while Redis
-    /// is down, and the manager reconnects by itself when it returns.
-    pub fn new(redis: &RedisSettings, session: &SessionSettings) -> Result<Self, SessionError> {
-        let timeout = Duration::from_millis(redis.command_timeout_ms);
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let client = Client::open(redis.url.as_str())?;
-        Ok(SessionStore {
-            redis: ConnectionManager::new_lazy_with_config(client, config)?,
-            prefix: redis.key_prefix.clone(),
-            timeout,
+    pub fn new(keyspace: Keyspace, session: &SessionSettings) -> Self {
+        SessionStore {
+            keyspace,
             idle: session.idle_timeout(),
             absolute: Duration::from_secs(session.absolute_lifetime_secs),
             grace: Duration::from_secs(session.reuse_grace_secs),
@@ -124,7 +96,7 @@ impl SessionStore {
                 revoke_all: Script::new(include_str!("scripts/revoke_all.lua")),
                 list: Script::new(include_str!("scripts/list.lua")),
             },
-        })
+        }
     }
 
     pub async fn create(
@@ -144,9 +116,7 @@ impl SessionStore {
             .arg(self.absolute.as_millis() as u64)
             .arg(client.user_agent.unwrap_or_default())
             .arg(client.ip.unwrap_or_default());
-        let idle_ms: u64 = self
-            .run(invocation.invoke_async(&mut self.redis.clone()))
-            .await?;
+        let idle_ms: u64 = self.invoke(invocation).await?;
         Ok(NewSession {
             token: RefreshToken {
                 session_id,
@@ -160,15 +130,13 @@ impl SessionStore {
         let mut invocation = self.scripts.rotate.prepare_invoke();
         invocation
             .key(self.session_key(presented.session_id))
-            .arg(&self.prefix)
+            .arg(self.keyspace.prefix())
             .arg(presented.session_id.to_string())
             .arg(presented.generation)
             .arg(now_ms())
             .arg(self.idle.as_millis() as u64)
             .arg(self.grace.as_millis() as u64);
-        let reply: Vec<redis::Value> = self
-            .run(invocation.invoke_async(&mut self.redis.clone()))
-            .await?;
+        let reply: Vec<redis::Value> = self.invoke(invocation).await?;
         let field = |i: usize| reply.get(i).cloned().unwrap_or(redis::Value::Nil);
         let status: u8 = redis::from_redis_value(field(0))?;
         Ok(match status {
@@ -212,12 +180,10 @@ impl SessionStore {
         let mut invocation = self.scripts.revoke.prepare_invoke();
         invocation
             .key(self.session_key(session_id))
-            .arg(&self.prefix)
+            .arg(self.keyspace.prefix())
             .arg(session_id.to_string())
             .arg(owner.map(|id| id.to_string()).unwrap_or_default());
-        let revoked: u8 = self
-            .run(invocation.invoke_async(&mut self.redis.clone()))
-            .await?;
+        let revoked: u8 = self.invoke(invocation).await?;
         Ok(revoked == 1)
     }
 
@@ -225,21 +191,18 @@ impl SessionStore {
         let mut invocation = self.scripts.revoke_all.prepare_invoke();
         invocation
             .key(self.user_index_key(user_id))
-            .arg(&self.prefix)
+            .arg(self.keyspace.prefix())
             .arg(user_id.to_string());
-        self.run(invocation.invoke_async(&mut self.redis.clone()))
-            .await
+        self.invoke(invocation).await
     }
 
     pub async fn list(&self, user_id: Uuid) -> Result<Vec<SessionInfo>, SessionError> {
         let mut invocation = self.scripts.list.prepare_invoke();
         invocation
             .key(self.user_index_key(user_id))
-            .arg(&self.prefix)
+            .arg(self.keyspace.prefix())
             .arg(now_ms());
-        let flat: Vec<String> = self
-            .run(invocation.invoke_async(&mut self.redis.clone()))
-            .await?;
+        let flat: Vec<String> = self.invoke(invocation).await?;
         flat.chunks_exact(6)
             .map(|row| {
                 let time = |raw: &str| {
@@ -263,44 +226,36 @@ impl SessionStore {
 
     pub async fn is_live(&self, session_id: Uuid) -> Result<bool, SessionError> {
         let key = self.session_key(session_id);
-        self.run(
-            redis::cmd("EXISTS")
-                .arg(key)
-                .query_async(&mut self.redis.clone()),
-        )
-        .await
+        self.keyspace
+            .run(|mut conn| async move { redis::cmd("EXISTS").arg(key).query_async(&mut conn).await })
+            .await
     }
 
     /// Readiness: one round-trip.
     pub async fn ping(&self) -> Result<(), SessionError> {
-        let _: String = self
-            .run(redis::cmd("PING").query_async(&mut self.redis.clone()))
-            .await?;
-        Ok(())
+        self.keyspace.ping().await
     }
 
-    /// Bounds every call, so an outage answers fast instead of hanging.
-    async fn run<T>(
+    async fn invoke<T: redis::FromRedisValue>(
         &self,
-        call: impl Future<Output = redis::RedisResult<T>>,
+        invocation: ScriptInvocation<'_>,
     ) -> Result<T, SessionError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(SessionError::Unavailable("timed out".into())),
-        }
+        self.keyspace
+            .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .await
     }
 
     fn session_key(&self, session_id: Uuid) -> String {
-        format!("{}session:{session_id}", self.prefix)
+        self.keyspace.key(format_args!("session:{session_id}"))
     }
 
     fn user_index_key(&self, user_id: Uuid) -> String {
-        format!("{}user:{user_id}:sessions", self.prefix)
+        self.keyspace.key(format_args!("user:{user_id}:sessions"))
     }
 }
 
 fn corrupt(what: &str) -> SessionError {
-    SessionError::Unavailable(format!("unexpected {what} in a session record"))
+    RedisUnavailable(format!("unexpected {what} in a session record"))
 }
 
 fn now_ms() -> i64 {

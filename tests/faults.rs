@@ -1,0 +1,491 @@
+//! Behaviour under faults: Redis killed or hung, the database taken away, and
+//! recovery — without a server restart — once they come back.
+//!
+//! Redis faults use a private `redis-server` that each test owns (the shared
+//! one is never touched); database faults rename the test's own PostgreSQL
+//! database away from under the running server and back.
+
+mod common;
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{Backend, STRONG_PASSWORD, TestApp, TokenPair, assert_problem, unique_username};
+use reqwest::{Response, StatusCode};
+use sea_orm::{ConnectionTrait, Database, EntityTrait, PaginatorTrait};
+use serde_json::{Value, json};
+
+/// Redis down or hung: sign-in, refresh and signout answer 503 within this.
+const REDIS_OUTAGE_ANSWER: Duration = Duration::from_secs(2);
+/// Database down: signup, sign-in and `/v1/me` answer 503 within this.
+const DATABASE_OUTAGE_ANSWER: Duration = Duration::from_secs(3);
+/// Once the dependency is back, the server works again within this.
+const RECOVERY: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------
+// Redis
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_answers_503_fast_and_the_server_recovers_by_itself() {
+    let mut redis = PrivateRedis::start().await;
+    let app = TestApp::with(Backend::Sqlite)
+        .set("redis.url", &redis.url())
+        .start()
+        .await;
+    let (username, first) = app.new_session().await;
+    let second = app.sign_in_ok(&username).await;
+    let (_, other) = app.new_session().await;
+
+    redis.kill();
+
+    let signin = app.signin(&username, STRONG_PASSWORD);
+    assert_unavailable_within("sign-in, Redis down", REDIS_OUTAGE_ANSWER, signin).await;
+    let refresh = app.refresh(&first.refresh_token);
+    assert_unavailable_within("refresh, Redis down", REDIS_OUTAGE_ANSWER, refresh).await;
+    let signout_second = signout(&app, &second.refresh_token);
+    assert_unavailable_within("signout, Redis down", REDIS_OUTAGE_ANSWER, signout_second).await;
+    // By default the bearer check touches no storage.
+    let me = app.get_with_token("/v1/me", &first.access_token).await;
+    assert_eq!(me.status(), StatusCode::OK, "/v1/me while Redis is down");
+    let (status, ready) = readiness(&app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    assert_eq!(ready["redis"], "unavailable", "{ready}");
+    assert_eq!(ready["database"], "ok", "{ready}");
+
+    // Redis comes back with its data (append-only file); the server is not restarted.
+    let restarted = Instant::now();
+    redis.spawn().await;
+    let answering = restarted.elapsed();
+    let (response, waited) = until_available(|| app.refresh(&first.refresh_token)).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "refresh with a pre-outage token, {waited:?} after Redis answered again"
+    );
+    let rotated: TokenPair = response.json().await.unwrap();
+    assert_eq!(rotated.session_id, first.session_id);
+    eprintln!(
+        "Redis outage: redis-server answered PING {answering:?} after restart, \
+         refresh worked again {waited:?} later ({:?} in all)",
+        restarted.elapsed()
+    );
+
+    // No live session was lost, the failed signout included.
+    let response = app.refresh(&second.refresh_token).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "the session signout failed to end"
+    );
+    let second: TokenPair = response.json().await.unwrap();
+    let response = app.refresh(&other.refresh_token).await;
+    assert_eq!(response.status(), StatusCode::OK, "another user's session");
+    assert_eq!(
+        signout(&app, &second.refresh_token).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    app.sign_in_ok(&username).await;
+    let (status, ready) = readiness(&app).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_answers_503_in_time_instead_of_hanging() {
+    let redis = PrivateRedis::start().await;
+    let app = TestApp::with(Backend::Sqlite)
+        .set("redis.url", &redis.url())
+        .start()
+        .await;
+    let (username, first) = app.new_session().await;
+    let second = app.sign_in_ok(&username).await;
+
+    // Stopped, not dead: connections stay open and nothing answers.
+    redis.pause();
+
+    let signin = app.signin(&username, STRONG_PASSWORD);
+    assert_unavailable_within("sign-in, Redis hung", REDIS_OUTAGE_ANSWER, signin).await;
+    let refresh = app.refresh(&first.refresh_token);
+    assert_unavailable_within("refresh, Redis hung", REDIS_OUTAGE_ANSWER, refresh).await;
+    let me = app.get_with_token("/v1/me", &first.access_token).await;
+    assert_eq!(me.status(), StatusCode::OK, "/v1/me while Redis is hung");
+    let started = Instant::now();
+    let (status, ready) = readiness(&app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    assert_eq!(ready["redis"], "unavailable", "{ready}");
+    assert!(
+        started.elapsed() < REDIS_OUTAGE_ANSWER,
+        "readiness took {:?}",
+        started.elapsed()
+    );
+
+    let resumed = Instant::now();
+    redis.resume();
+    let (response, waited) = until_available(|| app.refresh(&second.refresh_token)).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "refresh {waited:?} after SIGCONT"
+    );
+    eprintln!("Redis hang: refresh worked again {waited:?} after SIGCONT");
+    // A client that got 503 and retries its refresh is not signed out.
+    let response = app.refresh(&first.refresh_token).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "retrying the refresh that got 503, {:?} after SIGCONT",
+        resumed.elapsed()
+    );
+    app.sign_in_ok(&username).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_check_on_access_a_redis_outage_makes_bearer_calls_503() {
+    let mut redis = PrivateRedis::start().await;
+    let app = TestApp::with(Backend::Sqlite)
+        .set("redis.url", &redis.url())
+        .set("session.check_on_access", "true")
+        .start()
+        .await;
+    let (_, tokens) = app.new_session().await;
+    let me = app.get_with_token("/v1/me", &tokens.access_token).await;
+    assert_eq!(me.status(), StatusCode::OK);
+
+    redis.kill();
+
+    // Neither 200 (the session cannot be checked) nor 401 (it was not revoked).
+    let me = app.get_with_token("/v1/me", &tokens.access_token);
+    assert_unavailable_within(
+        "/v1/me with check_on_access, Redis down",
+        REDIS_OUTAGE_ANSWER,
+        me,
+    )
+    .await;
+
+    redis.spawn().await;
+    let (response, waited) =
+        until_available(|| app.get_with_token("/v1/me", &tokens.access_token)).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "/v1/me {waited:?} after Redis returned"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Database
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_answers_503_fast_keeps_sessions_working_and_recovers() {
+    let app = TestApp::with(Backend::Postgres).start().await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(app.new_session().await);
+    }
+    let users_before = count_users(&app).await;
+    assert_eq!(users_before, 3);
+    let (username, tokens) = &sessions[0];
+
+    let mut away = DatabaseAway::take(&app.database_url).await;
+
+    let newcomer = unique_username();
+    let signup = app.signup(&newcomer, STRONG_PASSWORD);
+    assert_unavailable_within("signup, database down", DATABASE_OUTAGE_ANSWER, signup).await;
+    let signin = app.signin(username, STRONG_PASSWORD);
+    assert_unavailable_within("sign-in, database down", DATABASE_OUTAGE_ANSWER, signin).await;
+    let me = app.get_with_token("/v1/me", &tokens.access_token);
+    assert_unavailable_within("/v1/me, database down", DATABASE_OUTAGE_ANSWER, me).await;
+    // Sessions live in Redis: refresh and signout do not need the database.
+    let response = app.refresh(&tokens.refresh_token).await;
+    assert_eq!(response.status(), StatusCode::OK, "refresh, database down");
+    let refreshed: TokenPair = response.json().await.unwrap();
+    let signed_out = &sessions[1].1;
+    assert_eq!(
+        signout(&app, &signed_out.refresh_token).await.status(),
+        StatusCode::NO_CONTENT,
+        "signout, database down"
+    );
+    let (status, ready) = readiness(&app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    assert_eq!(ready["database"], "unavailable", "{ready}");
+    assert_eq!(ready["redis"], "ok", "{ready}");
+
+    let restored = Instant::now();
+    away.restore().await;
+    let (response, waited) =
+        until_available(|| app.get_with_token("/v1/me", &refreshed.access_token)).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "/v1/me {waited:?} after the database returned"
+    );
+    let me: Value = response.json().await.unwrap();
+    assert_eq!(&me["username"], username);
+    eprintln!("Database outage: /v1/me worked again {waited:?} after the database returned");
+    app.sign_in_ok(username).await;
+    let (status, ready) = readiness(&app).await;
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    eprintln!(
+        "Database outage: ready again {:?} after it returned",
+        restored.elapsed()
+    );
+
+    // The failed signup stored nothing, and what was signed out stays signed out.
+    assert_eq!(count_users(&app).await, users_before);
+    assert_eq!(
+        app.refresh(&signed_out.refresh_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+async fn signout(app: &TestApp, refresh_token: &str) -> Response {
+    app.post_json("/v1/auth/signout", &json!({"refresh_token": refresh_token}))
+        .await
+}
+
+async fn readiness(app: &TestApp) -> (StatusCode, Value) {
+    let response = app.get("/health/ready").await;
+    let status = response.status();
+    (status, response.json().await.expect("readiness body"))
+}
+
+/// Asserts that `request` answers the 503 `unavailable` problem within `limit`.
+async fn assert_unavailable_within(
+    what: &str,
+    limit: Duration,
+    request: impl Future<Output = Response>,
+) {
+    let started = Instant::now();
+    let response = request.await;
+    let elapsed = started.elapsed();
+    eprintln!("{what}: {} in {elapsed:?}", response.status());
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{what}");
+    assert_problem(response, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
+    assert!(elapsed < limit, "{what} took {elapsed:?}, over {limit:?}");
+}
+
+/// Repeats `attempt` while it answers 503, for at most [`RECOVERY`]: the last
+/// response and how long the wait took.
+async fn until_available<F, R>(mut attempt: F) -> (Response, Duration)
+where
+    F: FnMut() -> R,
+    R: Future<Output = Response>,
+{
+    let started = Instant::now();
+    loop {
+        let response = attempt().await;
+        if response.status() != StatusCode::SERVICE_UNAVAILABLE || started.elapsed() > RECOVERY {
+            return (response, started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn count_users(app: &TestApp) -> u64 {
+    let db = app.database().await;
+    let count = entity::user::Entity::find()
+        .count(&db)
+        .await
+        .expect("count users");
+    db.close().await.ok();
+    count
+}
+
+/// A `redis-server` owned by one test, on a port and data directory of its
+/// own, so the test can kill, stop and restart it. It keeps an append-only
+/// file synced on every write, so a restart brings back everything stored.
+/// Dropping it (also when the test panics) kills the process.
+struct PrivateRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    async fn start() -> PrivateRedis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut redis = PrivateRedis {
+            port,
+            dir: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        redis.spawn().await;
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts `redis-server` (again) on the same port and directory and waits
+    /// until it answers PING.
+    async fn spawn(&mut self) {
+        assert!(self.child.is_none(), "redis-server is already running");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        self.wait_until_it_answers().await;
+    }
+
+    async fn wait_until_it_answers(&mut self) {
+        let client = redis::Client::open(self.url()).expect("redis url");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let child = self.child.as_mut().expect("redis-server started");
+            if let Some(status) = child.try_wait().expect("redis-server status") {
+                panic!("redis-server on port {} exited: {status}", self.port);
+            }
+            let ping = async {
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                redis::cmd("PING").query_async::<String>(&mut conn).await
+            };
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), ping).await {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on port {} does not answer",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL, as in a crash: no chance to close connections or save.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill redis-server");
+            child.wait().expect("reap redis-server");
+        }
+    }
+
+    /// SIGSTOP: the process hangs with its connections open.
+    fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// SIGCONT after [`PrivateRedis::pause`].
+    fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        // SIGKILL also ends a stopped process.
+        self.kill();
+    }
+}
+
+/// Takes a test's PostgreSQL database away from the running server by
+/// renaming it to `{name}_away`. [`DatabaseAway::restore`] gives it back; if
+/// the test fails first, dropping the guard does, so the test server's own
+/// cleanup still finds the database to drop.
+struct DatabaseAway {
+    admin_url: String,
+    name: String,
+    away: bool,
+}
+
+impl DatabaseAway {
+    async fn take(database_url: &str) -> DatabaseAway {
+        let (base, name) = database_url.rsplit_once('/').expect("database url");
+        let guard = DatabaseAway {
+            admin_url: format!("{base}/postgres"),
+            name: name.to_owned(),
+            away: true,
+        };
+        rename_database(&guard.admin_url, name, &guard.away_name()).await;
+        guard
+    }
+
+    async fn restore(&mut self) {
+        if self.away {
+            rename_database(&self.admin_url, &self.away_name(), &self.name).await;
+            self.away = false;
+        }
+    }
+
+    fn away_name(&self) -> String {
+        format!("{}_away", self.name)
+    }
+}
+
+impl Drop for DatabaseAway {
+    fn drop(&mut self) {
+        if !self.away {
+            return;
+        }
+        let (admin_url, from, to) = (self.admin_url.clone(), self.away_name(), self.name.clone());
+        // As in `TestApp`'s drop: the test's runtime cannot block on itself.
+        let restore = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("restore runtime")
+                .block_on(rename_database(&admin_url, &from, &to));
+        });
+        let _ = restore.join();
+    }
+}
+
+/// Renames a database after disconnecting everyone using it; retried because
+/// a connection pool may reconnect in between.
+async fn rename_database(admin_url: &str, from: &str, to: &str) {
+    let admin = Database::connect(admin_url)
+        .await
+        .expect("connect to the maintenance database");
+    let terminate = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = '{from}' AND pid <> pg_backend_pid()"
+    );
+    let rename = format!(r#"ALTER DATABASE "{from}" RENAME TO "{to}""#);
+    for attempt in 1.. {
+        admin
+            .execute_unprepared(&terminate)
+            .await
+            .expect(&terminate);
+        match admin.execute_unprepared(&rename).await {
+            Ok(_) => break,
+            Err(err) if attempt < 20 => {
+                eprintln!("renaming {from}, attempt {attempt}: {err}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("{rename}: {err}"),
+        }
+    }
+    admin.close().await.ok();
+}
