@@ -313,4 +313,22 @@ mod tests {
             assert!(tokens.verify(token).is_err(), "{token}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_input_never_panics_or_verifies(raw in "\\PC{0,200}") {
+            let tokens = AccessTokens::from_settings(&settings("s", &[])).unwrap();
+            proptest::prop_assert!(tokens.verify(&raw).is_err());
+        }
+
+        #[test]
+        fn forged_headers_never_verify(header in "\\PC{0,120}") {
+            use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+            let tokens = AccessTokens::from_settings(&settings("s", &[])).unwrap();
+            let real = tokens.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+            let (_, rest) = real.split_once('.').unwrap();
+            let forged = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header.as_bytes()));
+            proptest::prop_assert!(tokens.verify(&forged).is_err());
+        }
+    }
 }

@@ -160,4 +160,26 @@ mod tests {
             .unwrap();
         assert!(!format!("{password:?}").contains("Horse"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics_and_reports_only_known_codes(raw in "\\PC{0,200}", name in "[a-z0-9]{3,8}") {
+            let username = Username::parse(&name).unwrap();
+            match POLICY.parse(raw.clone(), Some(&username)) {
+                Ok(_) => {
+                    let chars = raw.chars().count();
+                    proptest::prop_assert!((12..=128).contains(&chars));
+                    proptest::prop_assert!(!raw.to_lowercase().contains(username.as_str()));
+                }
+                Err(errors) => {
+                    proptest::prop_assert!(!errors.is_empty());
+                    for error in errors {
+                        proptest::prop_assert!(["too_short", "too_long", "common", "contains_username", "too_weak"]
+                            .contains(&error.code.as_str()));
+                        proptest::prop_assert!(!error.message.contains(&raw) || raw.is_empty());
+                    }
+                }
+            }
+        }
+    }
 }

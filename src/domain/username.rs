@@ -78,4 +78,25 @@ mod tests {
             assert_eq!(err.code, "invalid_username", "{raw:?}");
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics_and_accepts_only_the_contract_shape(raw in "\\PC{0,40}") {
+            if let Ok(name) = Username::parse(&raw) {
+                let name = name.as_str();
+                proptest::prop_assert!((3..=32).contains(&name.len()));
+                proptest::prop_assert!(name.chars().all(|c| c.is_ascii_lowercase()
+                    || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')));
+                proptest::prop_assert!(name.starts_with(|c: char| c.is_ascii_alphanumeric()));
+                let again = Username::parse(name).unwrap();
+                proptest::prop_assert_eq!(again.as_str(), name);
+            }
+        }
+
+        #[test]
+        fn every_name_of_the_contract_shape_parses(raw in "[A-Za-z0-9][A-Za-z0-9._-]{2,31}") {
+            let name = Username::parse(&raw).unwrap();
+            proptest::prop_assert_eq!(name.as_str(), raw.to_ascii_lowercase());
+        }
+    }
 }

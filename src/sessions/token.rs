@@ -149,4 +149,33 @@ mod tests {
         assert!(keys(&["new"]).verify(&text).is_none());
         assert!(old.verify(&rotated.issue(token(1))).is_none());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_input_never_panics_or_verifies(raw in "\\PC{0,120}") {
+            proptest::prop_assert_eq!(keys(&["k"]).verify(&raw), None);
+            let prefixed = format!("tsr_{raw}");
+            proptest::prop_assert_eq!(keys(&["k"]).verify(&prefixed), None);
+        }
+
+        #[test]
+        fn issued_tokens_round_trip(id in proptest::prelude::any::<u128>(), generation in proptest::prelude::any::<u64>()) {
+            let keys = keys(&["k"]);
+            let token = RefreshToken { session_id: Uuid::from_u128(id), generation };
+            proptest::prop_assert_eq!(keys.verify(&keys.issue(token)), Some(token));
+        }
+
+        #[test]
+        fn any_single_change_is_rejected(generation in 0u64..1000, at in 4usize..79, replacement in "[A-Za-z0-9_-]") {
+            let keys = keys(&["k"]);
+            let text = keys.issue(RefreshToken { session_id: Uuid::from_u128(7), generation });
+            let mut changed = text.clone();
+            changed.replace_range(at..at + 1, &replacement);
+            if changed != text {
+                // The last character carries padding bits that decoding may ignore.
+                let decoded_equal = URL_SAFE_NO_PAD.decode(&changed[4..]).ok() == URL_SAFE_NO_PAD.decode(&text[4..]).ok();
+                proptest::prop_assert!(decoded_equal || keys.verify(&changed).is_none());
+            }
+        }
+    }
 }
