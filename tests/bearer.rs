@@ -199,6 +199,17 @@ fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A server signing with the Ed25519 key `current`, still verifying `previous`.
+async fn eddsa_app(current: &str, previous: Option<&str>) -> TestApp {
+    let mut app = TestApp::with(Backend::Sqlite)
+        .set("jwt.algorithm", "EdDSA")
+        .set("jwt.ed25519_private_key_path", &fixture(current));
+    if let Some(previous) = previous {
+        app = app.set("jwt.previous_ed25519_private_key_paths", &fixture(previous));
+    }
+    app.start().await
+}
+
 async fn jwks(app: &TestApp) -> JwkSet {
     let response = app.get("/.well-known/jwks.json").await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -213,18 +224,7 @@ async fn hs256_publishes_no_keys() {
 
 #[tokio::test]
 async fn eddsa_tokens_verify_with_the_published_jwks() {
-    let app = TestApp::with(Backend::Sqlite)
-        .set("jwt.algorithm", "EdDSA")
-        .set(
-            "jwt.ed25519_private_key_path",
-            &fixture("ed25519-current.pem"),
-        )
-        .set(
-            "jwt.previous_ed25519_private_key_paths",
-            &fixture("ed25519-previous.pem"),
-        )
-        .start()
-        .await;
+    let app = eddsa_app("ed25519-current.pem", Some("ed25519-previous.pem")).await;
     let (_, tokens) = app.new_session().await;
     assert_eq!(
         app.get_with_token("/v1/me", &tokens.access_token)
@@ -258,14 +258,7 @@ async fn eddsa_tokens_verify_with_the_published_jwks() {
 
 #[tokio::test]
 async fn eddsa_servers_reject_hs256_tokens_made_with_their_public_key() {
-    let app = TestApp::with(Backend::Sqlite)
-        .set("jwt.algorithm", "EdDSA")
-        .set(
-            "jwt.ed25519_private_key_path",
-            &fixture("ed25519-current.pem"),
-        )
-        .start()
-        .await;
+    let app = eddsa_app("ed25519-current.pem", None).await;
     let (_, tokens) = app.new_session().await;
     let set = jwks(&app).await;
     let x = serde_json::to_value(&set.keys[0]).unwrap()["x"]
@@ -279,43 +272,18 @@ async fn eddsa_servers_reject_hs256_tokens_made_with_their_public_key() {
 
 #[tokio::test]
 async fn a_rotated_key_keeps_earlier_tokens_valid() {
-    let old = TestApp::with(Backend::Sqlite)
-        .set("jwt.algorithm", "EdDSA")
-        .set(
-            "jwt.ed25519_private_key_path",
-            &fixture("ed25519-previous.pem"),
-        )
-        .start()
-        .await;
+    let old = eddsa_app("ed25519-previous.pem", None).await;
     let (_, tokens) = old.new_session().await;
     let claims = decode_part(&tokens.access_token, 1);
     // The same deployment after rotation: new key signs, old key still verifies.
-    let rotated = TestApp::with(Backend::Sqlite)
-        .set("jwt.algorithm", "EdDSA")
-        .set(
-            "jwt.ed25519_private_key_path",
-            &fixture("ed25519-current.pem"),
-        )
-        .set(
-            "jwt.previous_ed25519_private_key_paths",
-            &fixture("ed25519-previous.pem"),
-        )
-        .start()
-        .await;
+    let rotated = eddsa_app("ed25519-current.pem", Some("ed25519-previous.pem")).await;
     // /v1/me reads the user, who lives in the old server's database: check
     // the token on an endpoint that needs only the bearer.
     let response = rotated
         .get_with_token("/v1/sessions", &tokens.access_token)
         .await;
     assert_eq!(response.status(), StatusCode::OK, "{claims}");
-    let without_previous = TestApp::with(Backend::Sqlite)
-        .set("jwt.algorithm", "EdDSA")
-        .set(
-            "jwt.ed25519_private_key_path",
-            &fixture("ed25519-current.pem"),
-        )
-        .start()
-        .await;
+    let without_previous = eddsa_app("ed25519-current.pem", None).await;
     let response = without_previous
         .get_with_token("/v1/sessions", &tokens.access_token)
         .await;

@@ -43,6 +43,12 @@ async fn swagger_ui_may_run_its_scripts() {
     assert_eq!(docs.headers()["x-content-type-options"], "nosniff");
 }
 
+fn allows_cors(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .contains_key("access-control-allow-origin")
+}
+
 async fn preflight(app: &TestApp, origin: &str) -> reqwest::Response {
     app.client
         .request(Method::OPTIONS, app.url("/v1/auth/refresh"))
@@ -58,12 +64,7 @@ async fn preflight(app: &TestApp, origin: &str) -> reqwest::Response {
 async fn cors_is_off_by_default() {
     let app = TestApp::spawn().await;
     let response = preflight(&app, "https://app.example.com").await;
-    assert!(
-        response
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
+    assert!(!allows_cors(&response));
     let response = app
         .client
         .get(app.url("/health/live"))
@@ -71,12 +72,7 @@ async fn cors_is_off_by_default() {
         .send()
         .await
         .unwrap();
-    assert!(
-        response
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
+    assert!(!allows_cors(&response));
 }
 
 #[tokio::test]
@@ -95,12 +91,7 @@ async fn listed_origins_get_cors_with_credentials_and_others_do_not() {
     assert_eq!(headers["access-control-allow-credentials"], "true");
 
     let response = preflight(&app, "https://evil.example.com").await;
-    assert!(
-        response
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
+    assert!(!allows_cors(&response));
     let response = app
         .client
         .get(app.url("/health/live"))
@@ -108,10 +99,5 @@ async fn listed_origins_get_cors_with_credentials_and_others_do_not() {
         .send()
         .await
         .unwrap();
-    assert!(
-        response
-            .headers()
-            .get("access-control-allow-origin")
-            .is_none()
-    );
+    assert!(!allows_cors(&response));
 }
