@@ -1,0 +1,392 @@
+//! tessera-bench: load-tests a release build of Tessera and, in the same run,
+//! the baselines that bound it (see `baseline.rs`), then prints a table and
+//! writes JSON.
+
+mod baseline;
+mod http;
+mod load;
+mod report;
+mod scenario;
+mod server;
+mod tessera;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use redis::aio::MultiplexedConnection;
+
+use crate::http::{BearerGet, bearer};
+use crate::load::Measurement;
+use crate::report::{Report, ScenarioResult, ServerReport};
+use crate::scenario::Scenario;
+use crate::server::{Server, ServerOptions};
+use crate::tessera::{
+    Api, Credentials, Fixture, MixedConnection, RefreshConnection, SeedPlan, SigninConnection,
+    SignupConnection,
+};
+
+const LONG_ABOUT: &str = "\
+Load-tests Tessera's release binary and, in the same run, the baselines that
+bound it: a bare poem server (plain and behind an HS256 bearer check), Argon2id
+verifications per core, and the Redis round-trip of one refresh.
+
+It builds nothing. From the workspace root, the one command is:
+
+    cargo build --release --workspace && target/release/tessera-bench
+
+It starts target/release/tessera on a free port with a temporary SQLite
+database, rate limiting off and a random Redis key prefix (Redis must run at
+--redis-url), and removes all of it at the end. Results: a table on stdout and
+JSON in --out.";
+
+#[derive(Parser)]
+#[command(version, about, long_about = LONG_ABOUT)]
+struct Cli {
+    /// Measured seconds per scenario [default: 10; 2 with --smoke]
+    #[arg(long)]
+    duration_secs: Option<u64>,
+    /// Unmeasured warm-up seconds before each scenario [default: 3; 1 with --smoke]
+    #[arg(long)]
+    warmup_secs: Option<u64>,
+    /// Comma-separated scenarios to run (baselines they compare with are added) [default: all]
+    #[arg(long, value_enum, value_delimiter = ',')]
+    scenarios: Vec<Scenario>,
+    /// Where to write the JSON results
+    #[arg(long, default_value = "target/bench/results.json")]
+    out: PathBuf,
+    /// Quick check: short scenarios; exit non-zero if any scenario sees an error
+    #[arg(long)]
+    smoke: bool,
+    /// The server binary [default: `tessera` next to this binary, else target/release/tessera]
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Tessera's config directory [default: ./config, else the workspace's]
+    #[arg(long)]
+    config_dir: Option<PathBuf>,
+    /// Redis used by the server and the storage baseline
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+}
+
+/// The settings every scenario runs with.
+struct Run {
+    run_id: Arc<str>,
+    key_prefix: String,
+    warmup: Duration,
+    duration: Duration,
+    cores: usize,
+}
+
+impl Run {
+    fn progress(&self, scenario: Scenario) {
+        eprintln!(
+            "running {} ({} connections, {} s warm-up + {} s)",
+            scenario.name(),
+            scenario.connections(self.cores),
+            self.warmup.as_secs(),
+            self.duration.as_secs()
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let duration_secs = cli
+        .duration_secs
+        .unwrap_or(if cli.smoke { 2 } else { 10 })
+        .max(1);
+    let warmup_secs = cli.warmup_secs.unwrap_or(if cli.smoke { 1 } else { 3 });
+    let run_id: Arc<str> = format!("{:08x}", rand::random::<u32>()).into();
+    let run = Run {
+        key_prefix: format!("tessera-bench:{run_id}:"),
+        run_id,
+        warmup: Duration::from_secs(warmup_secs),
+        duration: Duration::from_secs(duration_secs),
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let (tessera_scenarios, baselines) = scenario::plan(&cli.scenarios);
+
+    let mut report = Report {
+        run_id: run.run_id.to_string(),
+        started_at: chrono::Utc::now().to_rfc3339(),
+        cores: run.cores,
+        duration_secs,
+        warmup_secs,
+        smoke: cli.smoke,
+        server: None,
+        scenarios: Vec::new(),
+        redis_keys_deleted: None,
+    };
+    let redis = connect_redis(&cli.redis_url).await;
+
+    if !tessera_scenarios.is_empty() {
+        let options = ServerOptions {
+            binary: cli
+                .server_bin
+                .clone()
+                .unwrap_or_else(server::default_binary),
+            config_dir: cli
+                .config_dir
+                .clone()
+                .unwrap_or_else(server::default_config_dir),
+            redis_url: cli.redis_url.clone(),
+            key_prefix: run.key_prefix.clone(),
+        };
+        let (server_report, results) = run_tessera(&run, &options, &tessera_scenarios).await;
+        report.server = server_report;
+        report.scenarios.extend(results);
+    }
+    for &baseline in &baselines {
+        run.progress(baseline);
+        let result = run_baseline(&run, baseline, &redis).await;
+        report.scenarios.push(ScenarioResult::new(
+            baseline,
+            baseline.connections(run.cores),
+            result,
+        ));
+    }
+
+    match &redis {
+        Ok(redis) => match delete_keys(redis.clone(), &run.key_prefix).await {
+            Ok(deleted) => report.redis_keys_deleted = Some(deleted),
+            Err(err) => eprintln!("warning: could not delete Redis keys: {err}"),
+        },
+        Err(err) => eprintln!("warning: no Redis, nothing cleaned up: {err}"),
+    }
+
+    report.compute_ratios();
+    print!("{}", report.table());
+    if let Err(err) = report.write_json(&cli.out) {
+        eprintln!("error: {err}");
+        return ExitCode::FAILURE;
+    }
+    println!("results: {}", cli.out.display());
+    verdict(&report)
+}
+
+/// Failure when a scenario could not run at all, or (with --smoke) saw any error.
+fn verdict(report: &Report) -> ExitCode {
+    let failed: Vec<&str> = report
+        .scenarios
+        .iter()
+        .filter(|s| s.failure.is_some() || (report.smoke && !s.is_clean()))
+        .map(|s| s.name)
+        .collect();
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("failed: {}", failed.join(", "));
+        ExitCode::FAILURE
+    }
+}
+
+async fn connect_redis(url: &str) -> Result<MultiplexedConnection, String> {
+    let client = redis::Client::open(url).map_err(|err| format!("{url}: {err}"))?;
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|err| format!("{url}: {err}"))
+}
+
+/// Starts the server, seeds it, runs the Tessera scenarios and stops it.
+/// Any failure is reported per scenario so the rest (and the baselines) still run.
+async fn run_tessera(
+    run: &Run,
+    options: &ServerOptions,
+    scenarios: &[Scenario],
+) -> (Option<ServerReport>, Vec<ScenarioResult>) {
+    let failed_all = |err: &str| {
+        scenarios
+            .iter()
+            .map(|&s| ScenarioResult::new(s, s.connections(run.cores), Err(err.to_string())))
+            .collect()
+    };
+    eprintln!("starting {}", options.binary.display());
+    let server = match Server::start(options).await {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("{err}");
+            return (None, failed_all(&err));
+        }
+    };
+    let mut server_report = ServerReport {
+        binary: options.binary.display().to_string(),
+        ready_ms: server.ready_time.as_secs_f64() * 1000.0,
+        startup_rss_kib: server.memory().ok().map(|m| m.rss_kib),
+        ..ServerReport::default()
+    };
+    eprintln!(
+        "server ready at {} in {:.1} ms",
+        server.base_url, server_report.ready_ms
+    );
+
+    let api = Api::new(&server.base_url, http::shared_client());
+    let connections = |s: Scenario| {
+        if scenarios.contains(&s) {
+            s.connections(run.cores)
+        } else {
+            0
+        }
+    };
+    let plan = SeedPlan {
+        me_sessions: if scenarios.contains(&Scenario::Me) {
+            tessera::SEED_USERS
+        } else {
+            0
+        },
+        refresh_sessions: connections(Scenario::Refresh),
+        mixed_sessions: connections(Scenario::Mixed),
+    };
+    // Only scenarios that need users wait on seeding: sign-up runs without it.
+    let needs_seed = scenarios.iter().any(|&s| s != Scenario::Signup);
+    let fixture = if needs_seed {
+        eprintln!("seeding users and sessions");
+        let fixture = tessera::seed(&api, &run.run_id, &plan).await;
+        if let Err(err) = &fixture {
+            eprintln!("seeding failed: {err}");
+        }
+        fixture
+    } else {
+        Err("not seeded".to_string())
+    };
+    server_report.idle_rss_kib = server.memory().ok().map(|m| m.rss_kib);
+
+    let mut results = Vec::new();
+    for &scenario in scenarios {
+        run.progress(scenario);
+        let result = match (&fixture, scenario) {
+            (_, Scenario::Signup) => Ok(run_signup(run, &api).await),
+            (Ok(fixture), _) => Ok(run_seeded(run, &api, fixture, scenario).await),
+            (Err(err), _) => Err(format!("seeding failed: {err}")),
+        };
+        results.push(ScenarioResult::new(
+            scenario,
+            scenario.connections(run.cores),
+            result,
+        ));
+    }
+
+    server_report.peak_rss_kib = server.memory().ok().map(|m| m.peak_rss_kib);
+    match server.stop().await {
+        Ok((status, took)) => {
+            server_report.exit_code = status.code();
+            server_report.shutdown_ms = Some(took.as_secs_f64() * 1000.0);
+        }
+        Err(err) => server_report.stop_error = Some(err),
+    }
+    (Some(server_report), results)
+}
+
+async fn run_signup(run: &Run, api: &Api) -> Measurement {
+    let connections = (0..Scenario::Signup.connections(run.cores))
+        .map(|i| SignupConnection::new(api, i, Arc::clone(&run.run_id)))
+        .collect();
+    load::run(connections, run.warmup, run.duration).await
+}
+
+/// The scenarios that start from seeded users and sessions.
+async fn run_seeded(run: &Run, api: &Api, fixture: &Fixture, scenario: Scenario) -> Measurement {
+    let count = scenario.connections(run.cores);
+    let (warmup, duration) = (run.warmup, run.duration);
+    let users = || Arc::clone(&fixture.users);
+    match scenario {
+        Scenario::Me => {
+            let sessions = &fixture.me_sessions;
+            let connections = (0..count)
+                .map(|i| BearerGet::new(api.me_url(), sessions[i % sessions.len()].authorization()))
+                .collect();
+            load::run(connections, warmup, duration).await
+        }
+        Scenario::Signin => {
+            let connections = (0..count)
+                .map(|i| SigninConnection::new(api, users(), i))
+                .collect();
+            load::run(connections, warmup, duration).await
+        }
+        Scenario::Refresh => {
+            let connections = fixture
+                .refresh_sessions
+                .iter()
+                .map(|session| RefreshConnection::new(api, session.clone()))
+                .collect();
+            load::run(connections, warmup, duration).await
+        }
+        Scenario::Mixed => {
+            let connections = fixture
+                .mixed_sessions
+                .iter()
+                .enumerate()
+                .map(|(i, session)| MixedConnection::new(api, session.clone(), users(), i))
+                .collect();
+            load::run(connections, warmup, duration).await
+        }
+        _ => unreachable!("{} is not a seeded Tessera scenario", scenario.name()),
+    }
+}
+
+async fn run_baseline(
+    run: &Run,
+    scenario: Scenario,
+    redis: &Result<MultiplexedConnection, String>,
+) -> Result<Measurement, String> {
+    let count = scenario.connections(run.cores);
+    let (warmup, duration) = (run.warmup, run.duration);
+    match scenario {
+        Scenario::Framework | Scenario::FrameworkBearer => {
+            // A username as long as the seeded ones, so the bodies match in size.
+            let username = Credentials::seeded(0, &run.run_id).username;
+            let server = baseline::FrameworkServer::start(&username)
+                .map_err(|err| format!("baseline server: {err}"))?;
+            let path = if scenario == Scenario::Framework {
+                "/me"
+            } else {
+                "/me-bearer"
+            };
+            let url = reqwest::Url::parse(&format!("http://{}{path}", server.addr))
+                .map_err(|err| err.to_string())?;
+            // The same header either way: the plain run only skips checking it.
+            let authorization = bearer(&baseline::baseline_token());
+            let connections = (0..count)
+                .map(|_| BearerGet::new(url.clone(), authorization.clone()))
+                .collect();
+            let measurement = load::run(connections, warmup, duration).await;
+            tokio::task::spawn_blocking(move || server.stop())
+                .await
+                .map_err(|err| err.to_string())?;
+            Ok(measurement)
+        }
+        Scenario::Hashing => {
+            tokio::task::spawn_blocking(move || baseline::hashing(count, warmup, duration))
+                .await
+                .map_err(|err| format!("hashing: {err}"))
+        }
+        Scenario::Storage => {
+            let redis = redis.as_ref().map_err(|err| format!("no Redis: {err}"))?;
+            let prefix = format!("{}baseline-storage:", run.key_prefix);
+            Ok(baseline::storage(redis, &prefix, count, warmup, duration).await)
+        }
+        _ => unreachable!("{} is not a baseline", scenario.name()),
+    }
+}
+
+/// Deletes every key under this run's prefix (the server's and the storage
+/// baseline's). `KEYS` is fine on a benchmark Redis; it would not be in production.
+async fn delete_keys(mut redis: MultiplexedConnection, prefix: &str) -> Result<usize, String> {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut redis)
+        .await
+        .map_err(|err| err.to_string())?;
+    for chunk in keys.chunks(500) {
+        redis::cmd("DEL")
+            .arg(chunk)
+            .query_async::<()>(&mut redis)
+            .await
+            .map_err(|err| err.to_string())?;
+    }
+    Ok(keys.len())
+}

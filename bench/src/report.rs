@@ -1,0 +1,180 @@
+//! The results: a table on stdout and the same data as JSON.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::load::Measurement;
+use crate::scenario::Scenario;
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub run_id: String,
+    pub started_at: String,
+    pub cores: usize,
+    pub duration_secs: u64,
+    pub warmup_secs: u64,
+    pub smoke: bool,
+    pub server: Option<ServerReport>,
+    pub scenarios: Vec<ScenarioResult>,
+    pub redis_keys_deleted: Option<usize>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ServerReport {
+    pub binary: String,
+    /// From spawn to the first 200 from `/health/ready`.
+    pub ready_ms: f64,
+    /// `VmRSS` as soon as the server is ready.
+    pub startup_rss_kib: Option<u64>,
+    /// `VmRSS` after seeding (which hashes passwords), before any load.
+    pub idle_rss_kib: Option<u64>,
+    /// `VmHWM` at the end of the Tessera scenarios.
+    pub peak_rss_kib: Option<u64>,
+    /// From SIGTERM to exit.
+    pub shutdown_ms: Option<f64>,
+    pub exit_code: Option<i32>,
+    pub stop_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScenarioResult {
+    pub name: &'static str,
+    pub baseline_scenario: bool,
+    pub connections: usize,
+    pub measurement: Option<Measurement>,
+    /// Why the scenario could not run (server or seeding failure).
+    pub failure: Option<String>,
+    pub baseline: Option<&'static str>,
+    /// requests/s of this scenario over requests/s of its baseline.
+    pub ratio_to_baseline: Option<f64>,
+}
+
+impl ScenarioResult {
+    pub fn new(
+        scenario: Scenario,
+        connections: usize,
+        result: Result<Measurement, String>,
+    ) -> Self {
+        let (measurement, failure) = match result {
+            Ok(measurement) => (Some(measurement), None),
+            Err(failure) => (None, Some(failure)),
+        };
+        ScenarioResult {
+            name: scenario.name(),
+            baseline_scenario: scenario.is_baseline(),
+            connections,
+            measurement,
+            failure,
+            baseline: scenario.baseline().map(Scenario::name),
+            ratio_to_baseline: None,
+        }
+    }
+
+    /// Whether a smoke run accepts this scenario.
+    pub fn is_clean(&self) -> bool {
+        self.measurement.as_ref().is_some_and(Measurement::is_clean)
+    }
+}
+
+impl Report {
+    /// Fills in each scenario's ratio to its baseline, where both ran.
+    pub fn compute_ratios(&mut self) {
+        let rate = |name: &str, scenarios: &[ScenarioResult]| {
+            scenarios
+                .iter()
+                .find(|s| s.name == name)
+                .and_then(|s| s.measurement.as_ref())
+                .map(|m| m.requests_per_sec)
+                .filter(|rate| *rate > 0.0)
+        };
+        for i in 0..self.scenarios.len() {
+            let scenario = &self.scenarios[i];
+            let ratio = scenario.baseline.and_then(|baseline| {
+                let own = scenario.measurement.as_ref()?.requests_per_sec;
+                Some(own / rate(baseline, &self.scenarios)?)
+            });
+            self.scenarios[i].ratio_to_baseline = ratio;
+        }
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<17} {:>5} {:>10} {:>8} {:>8} {:>8} {:>7}  vs baseline",
+            "scenario", "conns", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors"
+        );
+        for s in &self.scenarios {
+            let _ = write!(out, "{:<17} {:>5} ", s.name, s.connections);
+            let Some(m) = &s.measurement else {
+                let reason = s.failure.as_deref().unwrap_or("did not run");
+                let _ = writeln!(out, "FAILED: {}", reason.lines().next().unwrap_or(""));
+                continue;
+            };
+            let _ = write!(
+                out,
+                "{:>10.1} {:>8.3} {:>8.3} {:>8.3} {:>7}",
+                m.requests_per_sec, m.p50_ms, m.p99_ms, m.p999_ms, m.errors
+            );
+            match (s.ratio_to_baseline, s.baseline) {
+                (Some(ratio), Some(baseline)) => {
+                    let _ = write!(out, "  {ratio:.3} x {baseline}");
+                }
+                (None, Some(baseline)) => {
+                    let _ = write!(out, "  ({baseline} not measured)");
+                }
+                _ => {}
+            }
+            out.push('\n');
+        }
+        for s in &self.scenarios {
+            let Some(m) = &s.measurement else { continue };
+            if m.warmup_errors > 0 {
+                let _ = writeln!(out, "{}: {} errors during warm-up", s.name, m.warmup_errors);
+            }
+            for (message, count) in &m.error_samples {
+                let _ = writeln!(out, "{}: {count} x {message}", s.name);
+            }
+        }
+        if let Some(server) = &self.server {
+            let _ = writeln!(out, "\nserver: ready in {:.1} ms", server.ready_ms);
+            let mib = |kib: Option<u64>| {
+                kib.map_or("n/a".to_string(), |kib| {
+                    format!("{:.1} MiB", kib as f64 / 1024.0)
+                })
+            };
+            let _ = writeln!(
+                out,
+                "server: RSS {} when ready, {} idle after seeding, peak {}",
+                mib(server.startup_rss_kib),
+                mib(server.idle_rss_kib),
+                mib(server.peak_rss_kib)
+            );
+            match (&server.stop_error, server.shutdown_ms) {
+                (Some(err), _) => {
+                    let _ = writeln!(out, "server: stop failed: {err}");
+                }
+                (None, Some(ms)) => {
+                    let code = server
+                        .exit_code
+                        .map_or("killed by a signal".to_string(), |c| format!("exit {c}"));
+                    let _ = writeln!(out, "server: SIGTERM -> {code} in {ms:.1} ms");
+                }
+                (None, None) => {}
+            }
+        }
+        out
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<(), String> {
+        if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|err| format!("creating {}: {err}", dir.display()))?;
+        }
+        let json = serde_json::to_string_pretty(self).expect("the report serialises");
+        std::fs::write(path, json + "\n")
+            .map_err(|err| format!("writing {}: {err}", path.display()))
+    }
+}

@@ -1,0 +1,296 @@
+//! The Tessera server under test, run as a child process exactly as an
+//! operator would run the release binary, in a throw-away environment.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::Url;
+use serde::Serialize;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+/// How long start-up may take before the benchmark gives up.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Readiness is polled this often, so the measured ready time is this precise.
+const READY_POLL: Duration = Duration::from_millis(5);
+/// Tessera promises to exit within 10 s of SIGTERM; a little slack on top.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Output lines kept to explain a failed start.
+const LOG_TAIL: usize = 40;
+
+pub struct ServerOptions {
+    pub binary: PathBuf,
+    pub config_dir: PathBuf,
+    pub redis_url: String,
+    pub key_prefix: String,
+}
+
+/// Memory use of the server process, from `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub peak_rss_kib: u64,
+}
+
+type LogTail = Arc<Mutex<VecDeque<String>>>;
+
+pub struct Server {
+    child: Child,
+    pid: u32,
+    pub base_url: Url,
+    pub ready_time: Duration,
+    log_tail: LogTail,
+    // Holds the SQLite database; deleted on drop, after the child has exited.
+    _data_dir: TempDir,
+}
+
+impl Server {
+    /// Spawns the server on a free port, with a fresh database, and waits
+    /// until `/health/ready` answers 200.
+    pub async fn start(options: &ServerOptions) -> Result<Server, String> {
+        if !options.binary.is_file() {
+            return Err(format!(
+                "server binary {} not found: build it first with `cargo build --release --workspace` \
+                 (or point --server-bin at it)",
+                options.binary.display()
+            ));
+        }
+        // Absolute paths: the child runs in its temp dir, not in ours.
+        let binary = options
+            .binary
+            .canonicalize()
+            .map_err(|err| format!("{}: {err}", options.binary.display()))?;
+        let config_dir = options
+            .config_dir
+            .canonicalize()
+            .map_err(|err| format!("config dir {}: {err}", options.config_dir.display()))?;
+        let data_dir = tempfile::Builder::new()
+            .prefix("tessera-bench-")
+            .tempdir()
+            .map_err(|err| format!("creating a temp dir: {err}"))?;
+        let database_url = format!("sqlite://{}/bench.db?mode=rwc", data_dir.path().display());
+
+        let started = Instant::now();
+        let mut child = Command::new(&binary)
+            .current_dir(data_dir.path())
+            .env("TESSERA_ENV", "development")
+            .env("TESSERA_CONFIG_DIR", &config_dir)
+            .env("TESSERA__SERVER__BIND", "127.0.0.1:0")
+            .env("TESSERA__DATABASE__URL", &database_url)
+            .env("TESSERA__REDIS__URL", &options.redis_url)
+            .env("TESSERA__REDIS__KEY_PREFIX", &options.key_prefix)
+            .env("TESSERA__RATE_LIMIT__ENABLED", "false")
+            .env("RUST_LOG", "warn,tessera::app=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // If the benchmark itself dies, the server must not outlive it.
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|err| format!("spawning {}: {err}", binary.display()))?;
+        let pid = child.id().expect("a just-spawned child has a pid");
+
+        // Both pipes are drained for the child's whole life (a full pipe would
+        // block its logging); stdout is also where the bound address appears.
+        let log_tail: LogTail = Arc::default();
+        let (addr_tx, addr_rx) = oneshot::channel();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        tokio::spawn(drain(stdout, Arc::clone(&log_tail), Some(addr_tx)));
+        tokio::spawn(drain(stderr, Arc::clone(&log_tail), None));
+
+        let mut server = Server {
+            child,
+            pid,
+            base_url: Url::parse("http://127.0.0.1/").expect("static URL"),
+            ready_time: Duration::ZERO,
+            log_tail,
+            _data_dir: data_dir,
+        };
+        match tokio::time::timeout(START_TIMEOUT, wait_ready(addr_rx)).await {
+            Ok(Ok(base_url)) => {
+                server.base_url = base_url;
+                server.ready_time = started.elapsed();
+                Ok(server)
+            }
+            Ok(Err(err)) => Err(server.failed_start(&err).await),
+            Err(_) => Err(server.failed_start("not ready within 30 s").await),
+        }
+    }
+
+    async fn failed_start(mut self, reason: &str) -> String {
+        let _ = self.child.kill().await;
+        let tail: Vec<String> = self
+            .log_tail
+            .lock()
+            .expect("log lock")
+            .iter()
+            .cloned()
+            .collect();
+        format!(
+            "server did not start: {reason}\n--- server output ---\n{}",
+            tail.join("\n")
+        )
+    }
+
+    /// Current and peak resident memory (`VmRSS`, `VmHWM`).
+    pub fn memory(&self) -> Result<Memory, String> {
+        let path = format!("/proc/{}/status", self.pid);
+        let status =
+            std::fs::read_to_string(&path).map_err(|err| format!("reading {path}: {err}"))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+                .ok_or_else(|| format!("{name} missing from {path}"))
+        };
+        Ok(Memory {
+            rss_kib: field("VmRSS:")?,
+            peak_rss_kib: field("VmHWM:")?,
+        })
+    }
+
+    /// SIGTERM, then waits for the graceful exit (killing it if it hangs).
+    /// Returns the exit status and how long the shutdown took.
+    pub async fn stop(mut self) -> Result<(ExitStatus, Duration), String> {
+        let started = Instant::now();
+        let pid = libc::pid_t::try_from(self.pid).map_err(|err| err.to_string())?;
+        // SAFETY: kill(2) with a valid signal has no memory-safety
+        // preconditions; the pid is our own child, not yet reaped.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            return Err(format!(
+                "SIGTERM failed: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        match tokio::time::timeout(STOP_TIMEOUT, self.child.wait()).await {
+            Ok(status) => status
+                .map(|status| (status, started.elapsed()))
+                .map_err(|err| err.to_string()),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                Err(format!(
+                    "server ignored SIGTERM for {} s; killed",
+                    STOP_TIMEOUT.as_secs()
+                ))
+            }
+        }
+    }
+}
+
+/// Waits for the logged address, then polls `/health/ready` until it is 200.
+async fn wait_ready(addr: oneshot::Receiver<SocketAddr>) -> Result<Url, String> {
+    let addr = addr
+        .await
+        .map_err(|_| "exited before logging `listening on http://ADDR`".to_string())?;
+    let base_url = Url::parse(&format!("http://{addr}/")).map_err(|err| err.to_string())?;
+    let ready_url = base_url.join("/health/ready").expect("static path");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .map_err(|err| err.to_string())?;
+    loop {
+        if let Ok(response) = client.get(ready_url.clone()).send().await
+            && response.status() == reqwest::StatusCode::OK
+        {
+            return Ok(base_url);
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
+
+/// Reads one of the child's output streams to the end, keeping the last lines
+/// and reporting the first `listening on http://ADDR` it sees.
+async fn drain(
+    stream: impl AsyncRead + Unpin,
+    tail: LogTail,
+    mut addr_tx: Option<oneshot::Sender<SocketAddr>>,
+) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let line = strip_ansi(&line);
+        if let Some(addr) = listening_addr(&line)
+            && let Some(tx) = addr_tx.take()
+        {
+            let _ = tx.send(addr);
+        }
+        let mut tail = tail.lock().expect("log lock");
+        if tail.len() == LOG_TAIL {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+}
+
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = line.split("listening on http://").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// Removes ANSI escape sequences (`ESC [ … final byte`): the log formatter
+/// colours its output even into a pipe, splitting the address from its text.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        if chars.next() == Some('[') {
+            // Parameters and intermediates, up to the final byte (@ to ~).
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The server binary next to this one (both live in `target/release/`), or
+/// `target/release/tessera` under the working directory.
+pub fn default_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("tessera")))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from("target/release/tessera"))
+}
+
+/// `config/` in the working directory, else the workspace's own.
+pub fn default_config_dir() -> PathBuf {
+    let local = Path::new("config");
+    if local.join("default.toml").is_file() {
+        return local.canonicalize().unwrap_or_else(|_| local.to_path_buf());
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_address_in_a_coloured_log_line() {
+        let line = "\u{1b}[2m2026-01-01T00:00:00Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m \
+                    \u{1b}[2mtessera::app\u{1b}[0m\u{1b}[2m:\u{1b}[0m listening on http://127.0.0.1:41234";
+        assert_eq!(
+            listening_addr(&strip_ansi(line)),
+            Some("127.0.0.1:41234".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn ignores_other_lines() {
+        assert_eq!(listening_addr("WARN something else"), None);
+    }
+}
