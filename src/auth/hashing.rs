@@ -1,17 +1,24 @@
-//! Argon2id hashing on a bounded pool off the async workers.
+//! Argon2id hashing on a bounded pool of dedicated threads.
 //!
 //! Hashing is the one expensive thing Tessera does (19 MiB and tens of
-//! milliseconds per hash), so at most `workers` hashes run at once and at
-//! most `queue` more requests wait for a slot; past that the caller is told
-//! to come back (503) at once instead of piling up memory and latency.
+//! milliseconds per hash), so it runs on `workers` threads of its own, off
+//! the async workers, and at most `queue` more requests wait for one; past
+//! that the caller is told to come back (503) at once instead of piling up
+//! memory and latency. Each worker keeps its Argon2 memory between hashes:
+//! the pool's memory is `workers × m_cost`, however many hashes it runs
+//! (freeing and reallocating 19 MiB per hash left the allocator holding
+//! hundreds of MiB).
 
-use std::sync::Arc;
+use std::sync::{
+    Arc, Mutex, PoisonError,
+    mpsc::{self, Receiver, Sender},
+};
 
 use argon2::{
-    Algorithm, Argon2, Params, Version,
-    password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash},
+    Algorithm, Argon2, Block, Params, Version,
+    password_hash::phc::{Output, ParamsString, PasswordHash, Salt},
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::{
     domain::{NewPassword, PasswordAttempt},
@@ -37,11 +44,24 @@ pub enum Verification {
     },
 }
 
+/// A worker's Argon2 memory, reused from one hash to the next.
+struct Memory(Vec<Block>);
+
+impl Memory {
+    fn blocks(&mut self, count: usize) -> &mut [Block] {
+        if self.0.len() < count {
+            self.0.resize(count, Block::default());
+        }
+        &mut self.0[..count]
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Memory) + Send>;
+
 #[derive(Clone)]
 pub struct HashingPool {
     params: Params,
-    /// One permit per hash allowed to run.
-    running: Arc<Semaphore>,
+    jobs: Sender<Job>,
     /// One permit per request allowed in (running or waiting).
     admitted: Arc<Semaphore>,
     /// Verified against when the user does not exist, so that an unknown
@@ -50,7 +70,7 @@ pub struct HashingPool {
 }
 
 impl HashingPool {
-    /// Builds the pool and its dummy hash (one hash, off the async workers).
+    /// Starts the workers and computes the dummy hash on one of them.
     pub async fn new(settings: &PasswordSettings) -> Result<Self, HashingError> {
         let params = Params::new(
             settings.argon2_memory_kib,
@@ -63,24 +83,39 @@ impl HashingPool {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
-        let dummy_params = params.clone();
-        let dummy_hash = tokio::task::spawn_blocking(move || {
-            hash_with(&dummy_params, b"tessera-dummy-password-for-unknown-users")
-        })
-        .await
-        .map_err(|err| HashingError::Failed(err.to_string()))??;
-        Ok(HashingPool {
+        let (jobs, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for index in 0..workers {
+            let receiver = Arc::clone(&receiver);
+            std::thread::Builder::new()
+                .name(format!("tessera-hash-{index}"))
+                .spawn(move || work(&receiver))
+                .map_err(|err| HashingError::Failed(err.to_string()))?;
+        }
+        let mut pool = HashingPool {
             params,
-            running: Arc::new(Semaphore::new(workers)),
+            jobs,
             admitted: Arc::new(Semaphore::new(workers + settings.hashing_queue)),
-            dummy_hash: dummy_hash.into(),
-        })
+            dummy_hash: Arc::from(""),
+        };
+        let dummy_params = pool.params.clone();
+        let dummy = pool
+            .run(move |memory| {
+                hash_with(
+                    memory,
+                    &dummy_params,
+                    b"tessera-dummy-password-for-unknown-users",
+                )
+            })
+            .await??;
+        pool.dummy_hash = dummy.into();
+        Ok(pool)
     }
 
     /// Hashes a new password into an Argon2id PHC string.
     pub async fn hash(&self, password: NewPassword) -> Result<String, HashingError> {
         let params = self.params.clone();
-        self.run(move || hash_with(&params, password.as_bytes()))
+        self.run(move |memory| hash_with(memory, &params, password.as_bytes()))
             .await?
     }
 
@@ -95,58 +130,113 @@ impl HashingPool {
         let params = self.params.clone();
         let user_exists = stored.is_some();
         let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
-        self.run(move || {
+        self.run(move |memory| {
             let Ok(parsed) = PasswordHash::new(&hash) else {
                 return Verification::Mismatch;
             };
-            let matches = argon2(&params)
-                .verify_password(attempt.as_bytes(), &parsed)
-                .is_ok();
+            let matches = verify_with(memory, &parsed, attempt.as_bytes());
             if !(user_exists && matches) {
                 return Verification::Mismatch;
             }
             let upgraded_hash = is_weaker(&parsed, &params)
-                .then(|| hash_with(&params, attempt.as_bytes()).ok())
+                .then(|| hash_with(memory, &params, attempt.as_bytes()).ok())
                 .flatten();
             Verification::Match { upgraded_hash }
         })
         .await
     }
 
-    /// Runs `work` on the blocking pool once a hashing slot is free, or
-    /// refuses at once when the queue in front of the slots is full.
+    /// Queues `work` for a worker, or refuses at once when the queue in
+    /// front of the workers is full.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> T + Send + 'static,
+        work: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> Result<T, HashingError> {
         let admission = Arc::clone(&self.admitted)
             .try_acquire_owned()
             .map_err(|_| HashingError::Overloaded)?;
-        let slot: OwnedSemaphorePermit = Arc::clone(&self.running)
-            .acquire_owned()
+        let (reply, result) = oneshot::channel();
+        // The admission permit lives until the hash is done, even if the
+        // request is cancelled (client gone): the work still occupies a slot.
+        let job: Job = Box::new(move |memory| {
+            let _ = reply.send(work(memory));
+            drop(admission);
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| HashingError::Failed("hashing workers stopped".into()))?;
+        result
             .await
-            .map_err(|err| HashingError::Failed(err.to_string()))?;
-        // The permits move into the task so a cancelled request (client gone)
-        // still holds its slot until the hash really finishes.
-        tokio::task::spawn_blocking(move || {
-            let result = work();
-            drop((slot, admission));
-            result
-        })
-        .await
-        .map_err(|err| HashingError::Failed(err.to_string()))
+            .map_err(|_| HashingError::Failed("a hashing worker dropped its job".into()))
     }
 }
 
-fn argon2(params: &Params) -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+/// A worker: takes jobs until the pool (every sender) is gone.
+fn work(receiver: &Mutex<Receiver<Job>>) {
+    let mut memory = Memory(Vec::new());
+    loop {
+        let job = receiver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .recv();
+        match job {
+            Ok(job) => job(&mut memory),
+            Err(_) => return,
+        }
+    }
 }
 
-fn hash_with(params: &Params, password: &[u8]) -> Result<String, HashingError> {
-    argon2(params)
-        .hash_password(password)
-        .map(|hash| hash.to_string())
-        .map_err(|err| HashingError::Failed(err.to_string()))
+fn hash_with(
+    memory: &mut Memory,
+    params: &Params,
+    password: &[u8],
+) -> Result<String, HashingError> {
+    let failed = |err: &dyn std::fmt::Display| HashingError::Failed(err.to_string());
+    let salt = Salt::generate();
+    let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(
+            password,
+            &salt,
+            &mut output,
+            memory.blocks(params.block_count()),
+        )
+        .map_err(|err| failed(&err))?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|err| failed(&err))?,
+        salt: Some(salt),
+        hash: Some(Output::new(&output).map_err(|err| failed(&err))?),
+    };
+    Ok(hash.to_string())
+}
+
+/// Recomputes a stored hash with its own algorithm, version, parameters and
+/// salt, and compares in constant time.
+fn verify_with(memory: &mut Memory, stored: &PasswordHash, password: &[u8]) -> bool {
+    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(stored.algorithm.as_str()) else {
+        return false;
+    };
+    let Ok(version) = stored.version.map_or(Ok(Version::V0x13), Version::try_from) else {
+        return false;
+    };
+    // Carries the stored output length.
+    let Ok(params) = Params::try_from(stored) else {
+        return false;
+    };
+    let mut output = vec![0u8; expected.len()];
+    let blocks = memory.blocks(params.block_count());
+    let computed = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password,
+        salt,
+        &mut output,
+        blocks,
+    );
+    computed.is_ok() && Output::new(&output).is_ok_and(|output| &output == expected)
 }
 
 /// Whether a stored hash uses another algorithm or weaker costs than configured.
@@ -222,7 +312,7 @@ mod tests {
     async fn weaker_stored_hashes_are_upgraded() {
         let pool = HashingPool::new(&settings(4)).await.unwrap();
         let old_params = Params::new(8192, 1, 1, None).unwrap();
-        let weak = hash_with(&old_params, b"old-Horse-battery-9").unwrap();
+        let weak = hash_with(&mut Memory(Vec::new()), &old_params, b"old-Horse-battery-9").unwrap();
         let attempt = PasswordAttempt::new("old-Horse-battery-9".into());
         let Verification::Match {
             upgraded_hash: Some(upgraded),
@@ -246,27 +336,48 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_refuses_at_once() {
         let pool = HashingPool::new(&settings(1)).await.unwrap();
-        // Occupy the only hashing slot, so admitted requests have to wait.
-        let busy = Arc::clone(&pool.running).acquire_owned().await.unwrap();
-        let queued: Vec<_> = ["first-Horse-battery-9", "second-Horse-battery-9"]
-            .into_iter()
-            .map(|raw| {
-                let pool = pool.clone();
-                tokio::spawn(async move { pool.hash(new_password(raw)).await })
-            })
-            .collect();
+        // Hold the only worker, so the next admitted request has to wait.
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.run(move |_| held.recv().is_ok()).await }
+        });
+        let queued = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.hash(new_password("second-Horse-battery-9")).await }
+        });
         while pool.admitted.available_permits() > 0 {
             tokio::task::yield_now().await;
         }
-        // One slot plus a queue of one are taken: the next is refused at once.
+        // One worker plus a queue of one are taken: the next is refused at once.
         let refused = pool.hash(new_password("third-Horse-battery-9")).await;
         assert!(
             matches!(refused, Err(HashingError::Overloaded)),
             "{refused:?}"
         );
-        drop(busy);
-        for hash in queued {
-            assert!(hash.await.unwrap().is_ok());
+        release.send(()).unwrap();
+        assert!(busy.await.unwrap().unwrap());
+        assert!(queued.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn workers_reuse_their_memory() {
+        let pool = HashingPool::new(&settings(4)).await.unwrap();
+        let sizes: Vec<usize> = memory_after_hashes(&pool).await;
+        assert!(sizes.iter().all(|&blocks| blocks == 19_456), "{sizes:?}");
+    }
+
+    /// The memory a worker holds after a few hashes: exactly one hash's worth.
+    async fn memory_after_hashes(pool: &HashingPool) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        for raw in [
+            "a-Horse-battery-9-x",
+            "b-Horse-battery-9-y",
+            "c-Horse-battery-9-z",
+        ] {
+            pool.hash(new_password(raw)).await.unwrap();
+            sizes.push(pool.run(|memory| memory.0.len()).await.unwrap());
         }
+        sizes
     }
 }
