@@ -7,6 +7,8 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 
 use crate::settings::DatabaseSettings;
 
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
+
 /// Connects (creating a SQLite file's directory when needed) and runs pending migrations.
 pub async fn connect_and_migrate(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
     let db = connect(settings).await?;
@@ -26,6 +28,10 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .min_connections(1)
         .connect_timeout(timeout)
         .acquire_timeout(timeout)
+        // Pinging on every checkout doubled the cost of each query; a
+        // connection is pinged only after sitting idle, and a dead one fails
+        // its query (503) and is replaced.
+        .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
         .sqlx_logging(false);
     Database::connect(options).await
 }
