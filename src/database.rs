@@ -3,7 +3,9 @@
 use std::{path::Path, time::Duration};
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DbErr, sqlx::sqlite::SqliteJournalMode,
+};
 
 use crate::settings::DatabaseSettings;
 
@@ -32,7 +34,11 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         // connection is pinged only after sitting idle, and a dead one fails
         // its query (503) and is replaced.
         .test_before_acquire_if_idle_for(IDLE_BEFORE_PING)
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // SQLite's default rollback journal makes a writer and readers wait
+        // for each other; WAL lets sign-ins and `/v1/me` read while a sign-up
+        // writes (commits still sync fully: no stored user is lost).
+        .map_sqlx_sqlite_opts(|options| options.journal_mode(SqliteJournalMode::Wal));
     Database::connect(options).await
 }
 
