@@ -25,7 +25,7 @@ use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::load::{self, Connection, Measurement, Outcome, Recorder, Window};
+use crate::load::{self, Connection, Measurement, Outcome, Recorder, Window, served};
 
 const JWT_SECRET: &[u8] = b"tessera-bench-baseline-secret-of-32-bytes-or-more";
 const JWT_ISSUER: &str = "tessera-bench";
@@ -227,6 +227,7 @@ pub fn hashing(threads: usize, warmup: Duration, duration: Duration) -> Measurem
                         let started = Instant::now();
                         let outcome = hasher
                             .verify_password(password, &parsed)
+                            .map(served)
                             .map_err(|err| format!("verify: {err}"));
                         recorder.record(started, outcome);
                     }
@@ -301,7 +302,7 @@ impl Connection for StorageConnection {
             .arg(&self.session_id)
             .invoke_async::<i64>(&mut self.redis)
             .await
-            .map(drop)
+            .map(served)
             .map_err(|err| format!("storage: {err}"))
     }
 }

@@ -19,7 +19,22 @@ const ERROR_SAMPLES: usize = 8;
 const MAX_LATENCY_US: u64 = 60_000_000;
 
 /// One request's result: `Err` carries a short message (e.g. `me: HTTP 401`).
-pub type Outcome = Result<(), String>;
+pub type Outcome = Result<Answer, String>;
+
+/// How an answered request counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Served (2xx): a latency sample.
+    Served,
+    /// Turned away by design (`flood`: 503 with `Retry-After` when the
+    /// hashing queue is full): counted and timed apart, not an error.
+    Shed,
+}
+
+/// For `.map(served)` on whatever a successful request returns.
+pub fn served<T>(_: T) -> Answer {
+    Answer::Served
+}
 
 /// When recording starts (after the warm-up) and when the loops stop.
 #[derive(Debug, Clone, Copy)]
@@ -49,43 +64,57 @@ impl Window {
 pub struct Recorder {
     window: Window,
     latencies: Histogram<u64>,
+    /// Latencies of shed requests, made on the first one.
+    shed: Option<Histogram<u64>>,
     errors: u64,
     warmup_errors: u64,
     error_samples: BTreeMap<String, u64>,
+    reconnects: u64,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("static histogram bounds are valid")
 }
 
 impl Recorder {
     pub fn new(window: Window) -> Self {
         Recorder {
             window,
-            latencies: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
-                .expect("static histogram bounds are valid"),
+            latencies: histogram(),
+            shed: None,
             errors: 0,
             warmup_errors: 0,
             error_samples: BTreeMap::new(),
+            reconnects: 0,
         }
     }
 
     /// Records a request that started at `started` and has just finished.
     ///
-    /// Only requests that both start and finish inside the measured window
-    /// count, so warm-up traffic and the stragglers still in flight when the
-    /// window closes do not skew the rate or the percentiles. Errors during
-    /// the warm-up are still counted (separately): a smoke run must see them.
+    /// The requests that finish inside the measured window count, wherever
+    /// they started: in a closed loop that is the rate the server sustains.
+    /// (Counting only those that also start inside it would miss a share
+    /// latency/window long: 20% of 2-second sign-ins in a 10-second window.)
+    /// Errors during the warm-up are counted apart: a smoke run must see them.
     pub fn record(&mut self, started: Instant, outcome: Outcome) {
         let finished = Instant::now();
-        let measured = started >= self.window.measure_from && finished <= self.window.until;
+        let measured = finished >= self.window.measure_from && finished <= self.window.until;
+        let micros = || {
+            let micros = finished.duration_since(started).as_micros();
+            u64::try_from(micros).unwrap_or(u64::MAX).max(1)
+        };
         match outcome {
-            Ok(()) if measured => {
-                let micros =
-                    u64::try_from(finished.duration_since(started).as_micros()).unwrap_or(u64::MAX);
-                self.latencies.saturating_record(micros.max(1));
+            Ok(Answer::Served) if measured => self.latencies.saturating_record(micros()),
+            Ok(Answer::Shed) if measured => {
+                self.shed
+                    .get_or_insert_with(histogram)
+                    .saturating_record(micros());
             }
-            Ok(()) => {}
+            Ok(_) => {}
             Err(message) => {
                 if measured {
                     self.errors += 1;
-                } else if started < self.window.measure_from {
+                } else if finished < self.window.measure_from {
                     self.warmup_errors += 1;
                 }
                 self.sample_error(message);
@@ -105,7 +134,14 @@ impl Recorder {
         self.latencies
             .add(&other.latencies)
             .expect("histograms share bounds");
+        if let Some(shed) = other.shed {
+            self.shed
+                .get_or_insert_with(histogram)
+                .add(shed)
+                .expect("histograms share bounds");
+        }
         self.errors += other.errors;
+        self.reconnects += other.reconnects;
         self.warmup_errors += other.warmup_errors;
         for (message, count) in other.error_samples {
             if let Some(total) = self.error_samples.get_mut(&message) {
@@ -126,6 +162,7 @@ impl Recorder {
         let ms = |micros: u64| micros as f64 / 1000.0;
         let successes = total.latencies.len();
         let seconds = total.window.duration.as_secs_f64();
+        let shed = total.shed.as_ref().map_or(0, Histogram::len);
         Measurement {
             requests: successes,
             errors: total.errors,
@@ -136,6 +173,10 @@ impl Recorder {
             p999_ms: ms(total.latencies.value_at_quantile(0.999)),
             max_ms: ms(total.latencies.max()),
             mean_ms: total.latencies.mean() / 1000.0,
+            shed,
+            shed_per_sec: shed as f64 / seconds,
+            shed_p99_ms: total.shed.map(|h| ms(h.value_at_quantile(0.99))),
+            reconnects: total.reconnects,
             error_samples: total.error_samples,
         }
     }
@@ -155,6 +196,12 @@ pub struct Measurement {
     pub p999_ms: f64,
     pub max_ms: f64,
     pub mean_ms: f64,
+    /// Requests turned away by design (only `flood` has any), and their p99.
+    pub shed: u64,
+    pub shed_per_sec: f64,
+    pub shed_p99_ms: Option<f64>,
+    /// Connections the server closed and the client opened again (warm-up included).
+    pub reconnects: u64,
     /// Up to a few distinct error messages with their counts (warm-up included).
     pub error_samples: BTreeMap<String, u64>,
 }
@@ -170,6 +217,11 @@ impl Measurement {
 pub trait Connection: Send + 'static {
     /// Sends one request and waits for its full answer.
     fn request(&mut self) -> impl Future<Output = Outcome> + Send;
+
+    /// How often its connection had to be opened again.
+    fn reconnects(&self) -> u64 {
+        0
+    }
 }
 
 /// Runs every connection in its own task as a closed loop over one window.
@@ -178,7 +230,11 @@ pub async fn run<C: Connection>(
     warmup: Duration,
     duration: Duration,
 ) -> Measurement {
-    let window = Window::starting_now(warmup, duration);
+    run_in(Window::starting_now(warmup, duration), connections).await
+}
+
+/// [`run`] over a given window (for loads that run side by side).
+pub async fn run_in<C: Connection>(window: Window, connections: Vec<C>) -> Measurement {
     let tasks: Vec<_> = connections
         .into_iter()
         .map(|mut connection| {
@@ -189,6 +245,7 @@ pub async fn run<C: Connection>(
                     let outcome = connection.request().await;
                     recorder.record(started, outcome);
                 }
+                recorder.reconnects = connection.reconnects();
                 recorder
             })
         })

@@ -18,10 +18,10 @@ use std::time::Duration;
 use clap::Parser;
 use redis::aio::MultiplexedConnection;
 
-use crate::http::{BearerGet, bearer};
-use crate::load::Measurement;
-use crate::report::{Report, ScenarioResult, ServerReport};
-use crate::scenario::Scenario;
+use crate::http::BearerGet;
+use crate::load::{Measurement, Window};
+use crate::report::{FloodResult, Report, ScenarioResult, ServerReport};
+use crate::scenario::{FLOOD_ME_CONNECTIONS, Scenario};
 use crate::server::{Server, ServerOptions};
 use crate::tessera::{
     Api, Credentials, Fixture, MixedConnection, RefreshConnection, SeedPlan, SigninConnection,
@@ -51,9 +51,15 @@ struct Cli {
     /// Unmeasured warm-up seconds before each scenario [default: 3; 1 with --smoke]
     #[arg(long)]
     warmup_secs: Option<u64>,
-    /// Comma-separated scenarios to run (baselines they compare with are added) [default: all]
+    /// Comma-separated scenarios to run (baselines they compare with are
+    /// added) [default: all but flood]
     #[arg(long, value_enum, value_delimiter = ',')]
     scenarios: Vec<Scenario>,
+    /// Connections of every scenario run, baselines included (hashing: that
+    /// many threads, at most one per core; flood: the sign-in connections)
+    /// [default: per scenario]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    connections: Option<u16>,
     /// Where to write the JSON results
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -78,14 +84,33 @@ struct Run {
     warmup: Duration,
     duration: Duration,
     cores: usize,
+    /// `--connections`, for every scenario.
+    connections: Option<usize>,
 }
 
 impl Run {
+    /// `--connections` if given, else the scenario's own count. `hashing`
+    /// takes at most one thread per core even then: it is a ceiling, and more
+    /// threads than cores only measure oversubscription (32 threads on 2
+    /// cores hashed at about half the rate of 2).
+    fn connections(&self, scenario: Scenario) -> usize {
+        match self.connections {
+            Some(n) if scenario == Scenario::Hashing => n.min(self.cores),
+            Some(n) => n,
+            None => scenario.connections(self.cores),
+        }
+    }
+
     fn progress(&self, scenario: Scenario) {
+        let extra = if scenario == Scenario::Flood {
+            format!(" + {FLOOD_ME_CONNECTIONS} me")
+        } else {
+            String::new()
+        };
         eprintln!(
-            "running {} ({} connections, {} s warm-up + {} s)",
+            "running {} ({}{extra} connections, {} s warm-up + {} s)",
             scenario.name(),
-            scenario.connections(self.cores),
+            self.connections(scenario),
             self.warmup.as_secs(),
             self.duration.as_secs()
         );
@@ -107,6 +132,7 @@ async fn main() -> ExitCode {
         warmup: Duration::from_secs(warmup_secs),
         duration: Duration::from_secs(duration_secs),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        connections: cli.connections.map(usize::from),
     };
     let (tessera_scenarios, baselines) = scenario::plan(&cli.scenarios);
 
@@ -145,7 +171,7 @@ async fn main() -> ExitCode {
         let result = run_baseline(&run, baseline, &redis).await;
         report.scenarios.push(ScenarioResult::new(
             baseline,
-            baseline.connections(run.cores),
+            run.connections(baseline),
             result,
         ));
     }
@@ -202,7 +228,7 @@ async fn run_tessera(
     let failed_all = |err: &str| {
         scenarios
             .iter()
-            .map(|&s| ScenarioResult::new(s, s.connections(run.cores), Err(err.to_string())))
+            .map(|&s| ScenarioResult::new(s, run.connections(s), Err(err.to_string())))
             .collect()
     };
     eprintln!("starting {}", options.binary.display());
@@ -220,20 +246,20 @@ async fn run_tessera(
         ..ServerReport::default()
     };
     eprintln!(
-        "server ready at {} in {:.1} ms",
-        server.base_url, server_report.ready_ms
+        "server ready at http://{} in {:.1} ms",
+        server.addr, server_report.ready_ms
     );
 
-    let api = Api::new(&server.base_url, http::shared_client());
+    let api = Api { addr: server.addr };
     let connections = |s: Scenario| {
         if scenarios.contains(&s) {
-            s.connections(run.cores)
+            run.connections(s)
         } else {
             0
         }
     };
     let plan = SeedPlan {
-        me_sessions: if scenarios.contains(&Scenario::Me) {
+        me_sessions: if scenarios.contains(&Scenario::Me) || scenarios.contains(&Scenario::Flood) {
             tessera::SEED_USERS
         } else {
             0
@@ -245,7 +271,7 @@ async fn run_tessera(
     let needs_seed = scenarios.iter().any(|&s| s != Scenario::Signup);
     let fixture = if needs_seed {
         eprintln!("seeding users and sessions");
-        let fixture = tessera::seed(&api, &run.run_id, &plan).await;
+        let fixture = tessera::seed(api, &run.run_id, &plan).await;
         if let Err(err) = &fixture {
             eprintln!("seeding failed: {err}");
         }
@@ -256,21 +282,35 @@ async fn run_tessera(
     server_report.idle_rss_kib = server.memory().ok().map(|m| m.rss_kib);
 
     let mut results = Vec::new();
+    // `flood` resets `VmHWM` to measure its own peak; this keeps the run's.
+    let mut peak_rss_kib = None;
     for &scenario in scenarios {
         run.progress(scenario);
+        let mut flood = None;
         let result = match (&fixture, scenario) {
-            (_, Scenario::Signup) => Ok(run_signup(run, &api).await),
-            (Ok(fixture), _) => Ok(run_seeded(run, &api, fixture, scenario).await),
+            (_, Scenario::Signup) => Ok(run_signup(run, api).await),
+            (Ok(fixture), Scenario::Flood) => {
+                peak_rss_kib = peak_rss_kib.max(server.memory().ok().map(|m| m.peak_rss_kib));
+                let reset = server.reset_peak_rss();
+                let (signins, result) = run_flood(run, api, fixture).await;
+                flood = Some(FloodResult {
+                    server_peak_rss_kib: reset
+                        .and_then(|()| server.memory())
+                        .ok()
+                        .map(|m| m.peak_rss_kib),
+                    ..result
+                });
+                Ok(signins)
+            }
+            (Ok(fixture), _) => Ok(run_seeded(run, api, fixture, scenario).await),
             (Err(err), _) => Err(format!("seeding failed: {err}")),
         };
-        results.push(ScenarioResult::new(
-            scenario,
-            scenario.connections(run.cores),
-            result,
-        ));
+        let mut result = ScenarioResult::new(scenario, run.connections(scenario), result);
+        result.flood = flood;
+        results.push(result);
     }
 
-    server_report.peak_rss_kib = server.memory().ok().map(|m| m.peak_rss_kib);
+    server_report.peak_rss_kib = peak_rss_kib.max(server.memory().ok().map(|m| m.peak_rss_kib));
     match server.stop().await {
         Ok((status, took)) => {
             server_report.exit_code = status.code();
@@ -281,23 +321,39 @@ async fn run_tessera(
     (Some(server_report), results)
 }
 
-async fn run_signup(run: &Run, api: &Api) -> Measurement {
-    let connections = (0..Scenario::Signup.connections(run.cores))
+async fn run_signup(run: &Run, api: Api) -> Measurement {
+    let connections = (0..run.connections(Scenario::Signup))
         .map(|i| SignupConnection::new(api, i, Arc::clone(&run.run_id)))
         .collect();
     load::run(connections, run.warmup, run.duration).await
 }
 
+/// `flood`: sign-ins on many connections and `/v1/me` on a few, side by side
+/// over one window. Returns the sign-ins' measurement and the flood's summary.
+async fn run_flood(run: &Run, api: Api, fixture: &Fixture) -> (Measurement, FloodResult) {
+    let window = Window::starting_now(run.warmup, run.duration);
+    let signins = (0..run.connections(Scenario::Flood))
+        .map(|i| SigninConnection::flood(api, Arc::clone(&fixture.users), i))
+        .collect();
+    let sessions = &fixture.me_sessions;
+    let readers = (0..FLOOD_ME_CONNECTIONS)
+        .map(|i| tessera::me_connection(api, &sessions[i % sessions.len()]))
+        .collect();
+    let (signins, me) = tokio::join!(load::run_in(window, signins), load::run_in(window, readers));
+    let flood = FloodResult::new(&signins, me, FLOOD_ME_CONNECTIONS);
+    (signins, flood)
+}
+
 /// The scenarios that start from seeded users and sessions.
-async fn run_seeded(run: &Run, api: &Api, fixture: &Fixture, scenario: Scenario) -> Measurement {
-    let count = scenario.connections(run.cores);
+async fn run_seeded(run: &Run, api: Api, fixture: &Fixture, scenario: Scenario) -> Measurement {
+    let count = run.connections(scenario);
     let (warmup, duration) = (run.warmup, run.duration);
     let users = || Arc::clone(&fixture.users);
     match scenario {
         Scenario::Me => {
             let sessions = &fixture.me_sessions;
             let connections = (0..count)
-                .map(|i| BearerGet::new(api.me_url(), sessions[i % sessions.len()].authorization()))
+                .map(|i| tessera::me_connection(api, &sessions[i % sessions.len()]))
                 .collect();
             load::run(connections, warmup, duration).await
         }
@@ -333,7 +389,7 @@ async fn run_baseline(
     scenario: Scenario,
     redis: &Result<MultiplexedConnection, String>,
 ) -> Result<Measurement, String> {
-    let count = scenario.connections(run.cores);
+    let count = run.connections(scenario);
     let (warmup, duration) = (run.warmup, run.duration);
     match scenario {
         Scenario::Framework | Scenario::FrameworkBearer => {
@@ -346,12 +402,10 @@ async fn run_baseline(
             } else {
                 "/me-bearer"
             };
-            let url = reqwest::Url::parse(&format!("http://{}{path}", server.addr))
-                .map_err(|err| err.to_string())?;
             // The same header either way: the plain run only skips checking it.
-            let authorization = bearer(&baseline::baseline_token());
+            let token = baseline::baseline_token();
             let connections = (0..count)
-                .map(|_| BearerGet::new(url.clone(), authorization.clone()))
+                .map(|_| BearerGet::new(server.addr, path, &token))
                 .collect();
             let measurement = load::run(connections, warmup, duration).await;
             tokio::task::spawn_blocking(move || server.stop())

@@ -49,6 +49,45 @@ pub struct ScenarioResult {
     pub baseline: Option<&'static str>,
     /// requests/s of this scenario over requests/s of its baseline.
     pub ratio_to_baseline: Option<f64>,
+    /// `flood` only; its `measurement` is that of the sign-ins (`requests`
+    /// accepted ones, `shed` the 503s).
+    pub flood: Option<FloodResult>,
+}
+
+/// What `flood` shows: how many sign-ins get through and how fast the rest
+/// are turned away, and whether cheap requests still get served meanwhile.
+#[derive(Debug, Serialize)]
+pub struct FloodResult {
+    pub signin_accepted_per_sec: f64,
+    /// 503 with `Retry-After` per second.
+    pub signin_rejected_per_sec: f64,
+    /// Of the accepted sign-ins.
+    pub signin_p99_ms: f64,
+    pub signin_rejected_p99_ms: Option<f64>,
+    pub me_connections: usize,
+    pub me_requests_per_sec: f64,
+    pub me_p50_ms: f64,
+    pub me_p99_ms: f64,
+    pub me: Measurement,
+    /// `VmHWM` over the flood alone (reset before it).
+    pub server_peak_rss_kib: Option<u64>,
+}
+
+impl FloodResult {
+    pub fn new(signin: &Measurement, me: Measurement, me_connections: usize) -> Self {
+        FloodResult {
+            signin_accepted_per_sec: signin.requests_per_sec,
+            signin_rejected_per_sec: signin.shed_per_sec,
+            signin_p99_ms: signin.p99_ms,
+            signin_rejected_p99_ms: signin.shed_p99_ms,
+            me_connections,
+            me_requests_per_sec: me.requests_per_sec,
+            me_p50_ms: me.p50_ms,
+            me_p99_ms: me.p99_ms,
+            me,
+            server_peak_rss_kib: None,
+        }
+    }
 }
 
 impl ScenarioResult {
@@ -69,12 +108,14 @@ impl ScenarioResult {
             failure,
             baseline: scenario.baseline().map(Scenario::name),
             ratio_to_baseline: None,
+            flood: None,
         }
     }
 
     /// Whether a smoke run accepts this scenario.
     pub fn is_clean(&self) -> bool {
         self.measurement.as_ref().is_some_and(Measurement::is_clean)
+            && self.flood.as_ref().is_none_or(|flood| flood.me.is_clean())
     }
 }
 
@@ -113,11 +154,21 @@ impl Report {
                 let _ = writeln!(out, "FAILED: {}", reason.lines().next().unwrap_or(""));
                 continue;
             };
-            let _ = write!(
-                out,
-                "{:>10.1} {:>8.3} {:>8.3} {:>8.3} {:>7}",
-                m.requests_per_sec, m.p50_ms, m.p99_ms, m.p999_ms, m.errors
-            );
+            write_numbers(&mut out, m);
+            if let Some(flood) = &s.flood {
+                let _ = write!(out, "  sign-ins accepted (200)");
+                let _ = write!(out, "\n{:<17} {:>5} ", "  503 sign-ins", s.connections);
+                let p99 = m
+                    .shed_p99_ms
+                    .map_or("-".to_string(), |p99| format!("{p99:.3}"));
+                let _ = write!(out, "{:>10.1} {:>8} {p99:>8}", m.shed_per_sec, "-");
+                let _ = write!(
+                    out,
+                    "\n{:<17} {:>5} ",
+                    "  me meanwhile", flood.me_connections
+                );
+                write_numbers(&mut out, &flood.me);
+            }
             match (s.ratio_to_baseline, s.baseline) {
                 (Some(ratio), Some(baseline)) => {
                     let _ = write!(out, "  {ratio:.3} x {baseline}");
@@ -131,20 +182,25 @@ impl Report {
         }
         for s in &self.scenarios {
             let Some(m) = &s.measurement else { continue };
-            if m.warmup_errors > 0 {
-                let _ = writeln!(out, "{}: {} errors during warm-up", s.name, m.warmup_errors);
+            let flood_me = s.flood.as_ref().map(|flood| ("flood me", &flood.me));
+            for (name, m) in [(s.name, m)].into_iter().chain(flood_me) {
+                if m.warmup_errors > 0 {
+                    let _ = writeln!(out, "{name}: {} errors during warm-up", m.warmup_errors);
+                }
+                for (message, count) in &m.error_samples {
+                    let _ = writeln!(out, "{name}: {count} x {message}");
+                }
+                if m.reconnects > 0 {
+                    let _ = writeln!(out, "{name}: {} reconnects", m.reconnects);
+                }
             }
-            for (message, count) in &m.error_samples {
-                let _ = writeln!(out, "{}: {count} x {message}", s.name);
+            if let Some(rss) = s.flood.as_ref().and_then(|f| f.server_peak_rss_kib) {
+                let _ = writeln!(out, "{}: server peak RSS {}", s.name, mib(rss));
             }
         }
         if let Some(server) = &self.server {
             let _ = writeln!(out, "\nserver: ready in {:.1} ms", server.ready_ms);
-            let mib = |kib: Option<u64>| {
-                kib.map_or("n/a".to_string(), |kib| {
-                    format!("{:.1} MiB", kib as f64 / 1024.0)
-                })
-            };
+            let mib = |kib: Option<u64>| kib.map_or("n/a".to_string(), mib);
             let _ = writeln!(
                 out,
                 "server: RSS {} when ready, {} idle after seeding, peak {}",
@@ -177,4 +233,17 @@ impl Report {
         std::fs::write(path, json + "\n")
             .map_err(|err| format!("writing {}: {err}", path.display()))
     }
+}
+
+/// req/s, p50, p99, p99.9 and errors, in the table's columns.
+fn write_numbers(out: &mut String, m: &Measurement) {
+    let _ = write!(
+        out,
+        "{:>10.1} {:>8.3} {:>8.3} {:>8.3} {:>7}",
+        m.requests_per_sec, m.p50_ms, m.p99_ms, m.p999_ms, m.errors
+    );
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
 }

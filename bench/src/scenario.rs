@@ -3,6 +3,9 @@
 use clap::ValueEnum;
 use serde::Serialize;
 
+/// Connections calling `/v1/me` during `flood`, besides the sign-in ones.
+pub const FLOOD_ME_CONNECTIONS: usize = 8;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scenario {
@@ -16,6 +19,9 @@ pub enum Scenario {
     Signup,
     /// 90% me, 8% refresh, 2% sign-in.
     Mixed,
+    /// Overload: sign-ins far past the hashing queue while a few connections
+    /// call /v1/me (not in the default set).
+    Flood,
     /// Baseline: a bare poem server's /me.
     Framework,
     /// Baseline: the same behind an HS256 bearer check.
@@ -48,6 +54,7 @@ impl Scenario {
             Scenario::Refresh => "refresh",
             Scenario::Signup => "signup",
             Scenario::Mixed => "mixed",
+            Scenario::Flood => "flood",
             Scenario::Framework => "framework",
             Scenario::FrameworkBearer => "framework-bearer",
             Scenario::Hashing => "hashing",
@@ -59,13 +66,16 @@ impl Scenario {
         Scenario::BASELINES.contains(&self)
     }
 
-    /// Concurrent connections (tasks; threads for `hashing`).
+    /// Concurrent connections (tasks; threads for `hashing`; the sign-in
+    /// connections for `flood`, which adds [`FLOOD_ME_CONNECTIONS`]).
     ///
     /// Cheap requests get 64 so the server, not the client count, is the
     /// limit; hashing-bound and Redis-bound ones get 16, enough to keep every
-    /// hashing slot busy without queueing into Tessera's 503 limit.
+    /// hashing slot busy without queueing into Tessera's 503 limit; `flood`
+    /// gets 256 to overrun that limit (64 waiting by default) four times.
     pub fn connections(self, cores: usize) -> usize {
         match self {
+            Scenario::Flood => 256,
             Scenario::Me | Scenario::Mixed | Scenario::Framework | Scenario::FrameworkBearer => 64,
             Scenario::Signin | Scenario::Refresh | Scenario::Signup | Scenario::Storage => 16,
             Scenario::Hashing => cores,
@@ -127,6 +137,12 @@ mod tests {
     fn nothing_requested_means_everything() {
         let (tessera, baselines) = plan(&[]);
         assert_eq!(tessera.len(), 5);
+        assert!(!tessera.contains(&Scenario::Flood));
         assert_eq!(baselines.len(), 4);
+    }
+
+    #[test]
+    fn flood_runs_alone() {
+        assert_eq!(plan(&[Scenario::Flood]), (vec![Scenario::Flood], vec![]));
     }
 }

@@ -8,12 +8,13 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::Url;
 use serde::Serialize;
 use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
+
+use crate::http;
 
 /// How long start-up may take before the benchmark gives up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -43,7 +44,7 @@ type LogTail = Arc<Mutex<VecDeque<String>>>;
 pub struct Server {
     child: Child,
     pid: u32,
-    pub base_url: Url,
+    pub addr: SocketAddr,
     pub ready_time: Duration,
     log_tail: LogTail,
     // Holds the SQLite database; deleted on drop, after the child has exited.
@@ -108,14 +109,14 @@ impl Server {
         let mut server = Server {
             child,
             pid,
-            base_url: Url::parse("http://127.0.0.1/").expect("static URL"),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             ready_time: Duration::ZERO,
             log_tail,
             _data_dir: data_dir,
         };
         match tokio::time::timeout(START_TIMEOUT, wait_ready(addr_rx)).await {
-            Ok(Ok(base_url)) => {
-                server.base_url = base_url;
+            Ok(Ok(addr)) => {
+                server.addr = addr;
                 server.ready_time = started.elapsed();
                 Ok(server)
             }
@@ -157,6 +158,13 @@ impl Server {
         })
     }
 
+    /// Resets `VmHWM` to the current RSS (`clear_refs` 5), so that it next
+    /// reads the peak since now.
+    pub fn reset_peak_rss(&self) -> Result<(), String> {
+        let path = format!("/proc/{}/clear_refs", self.pid);
+        std::fs::write(&path, "5").map_err(|err| format!("writing {path}: {err}"))
+    }
+
     /// SIGTERM, then waits for the graceful exit (killing it if it hangs).
     /// Returns the exit status and how long the shutdown took.
     pub async fn stop(mut self) -> Result<(ExitStatus, Duration), String> {
@@ -186,21 +194,16 @@ impl Server {
 }
 
 /// Waits for the logged address, then polls `/health/ready` until it is 200.
-async fn wait_ready(addr: oneshot::Receiver<SocketAddr>) -> Result<Url, String> {
+async fn wait_ready(addr: oneshot::Receiver<SocketAddr>) -> Result<SocketAddr, String> {
     let addr = addr
         .await
         .map_err(|_| "exited before logging `listening on http://ADDR`".to_string())?;
-    let base_url = Url::parse(&format!("http://{addr}/")).map_err(|err| err.to_string())?;
-    let ready_url = base_url.join("/health/ready").expect("static path");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(1))
-        .build()
-        .map_err(|err| err.to_string())?;
+    let mut client = http::Client::new(addr).with_timeout(Duration::from_secs(1));
     loop {
-        if let Ok(response) = client.get(ready_url.clone()).send().await
-            && response.status() == reqwest::StatusCode::OK
+        if let Ok(response) = client.get("/health/ready", None).await
+            && response.status == 200
         {
-            return Ok(base_url);
+            return Ok(addr);
         }
         tokio::time::sleep(READY_POLL).await;
     }

@@ -2,19 +2,17 @@
 //! [`Connection`] type per scenario.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use reqwest::header::{AUTHORIZATION, HeaderValue};
-use reqwest::{Client, Url};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::http::{bearer, connection_client, expect_success};
-use crate::load::{Connection, Outcome};
+use crate::http::{self, BearerGet};
+use crate::load::{Answer, Connection, Outcome, served};
 
 /// Strong enough for Tessera's policy (scores 98) and contains no username.
 pub const PASSWORD: &str = "correct-Horse-battery-9-staple";
@@ -24,7 +22,13 @@ pub const SEED_USERS: usize = 16;
 /// cores' hashing slots, well under Tessera's hashing queue (64).
 const SEED_CONCURRENCY: usize = 8;
 
-#[derive(Debug, Clone)]
+const SIGNUP: &str = "/v1/auth/signup";
+const SIGNIN: &str = "/v1/auth/signin";
+const REFRESH: &str = "/v1/auth/refresh";
+pub const ME: &str = "/v1/me";
+
+/// A sign-up or sign-in body.
+#[derive(Debug, Clone, Serialize)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
@@ -40,6 +44,11 @@ impl Credentials {
     }
 }
 
+#[derive(Serialize)]
+struct RefreshRequest<'a> {
+    refresh_token: &'a str,
+}
+
 /// The part of a TokenPair the load needs.
 #[derive(Debug, Deserialize)]
 struct TokenPair {
@@ -47,83 +56,75 @@ struct TokenPair {
     refresh_token: String,
 }
 
-/// Tessera's endpoints over one client; URLs parsed once, not per request.
-#[derive(Clone)]
+impl TokenPair {
+    fn parse(operation: &str, body: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(body).map_err(|err| format!("{operation}: bad TokenPair: {err}"))
+    }
+}
+
+/// Where Tessera listens; [`Api::connect`] gives one connection to it.
+#[derive(Debug, Clone, Copy)]
 pub struct Api {
-    client: Client,
-    signup: Url,
-    signin: Url,
-    refresh: Url,
-    me: Url,
+    pub addr: SocketAddr,
 }
 
 impl Api {
-    pub fn new(base: &Url, client: Client) -> Self {
-        let at = |path: &str| base.join(path).expect("static paths join onto a base URL");
-        Api {
-            client,
-            signup: at("/v1/auth/signup"),
-            signin: at("/v1/auth/signin"),
-            refresh: at("/v1/auth/refresh"),
-            me: at("/v1/me"),
+    pub fn connect(&self) -> Client {
+        Client(http::Client::new(self.addr))
+    }
+}
+
+/// Tessera's operations over one keep-alive connection.
+pub struct Client(http::Client);
+
+impl Client {
+    pub async fn signup(&mut self, user: &Credentials) -> Outcome {
+        let response = self.0.post_json(SIGNUP, user).await;
+        let response = response.map_err(|err| format!("signup: {err}"))?;
+        response.success_body("signup").map(served)
+    }
+
+    /// A sign-in whose tokens are not needed: the body is not parsed.
+    async fn signin(&mut self, user: &Credentials) -> Outcome {
+        let response = self.0.post_json(SIGNIN, user).await;
+        let response = response.map_err(|err| format!("signin: {err}"))?;
+        response.success_body("signin").map(served)
+    }
+
+    async fn signin_tokens(&mut self, user: &Credentials) -> Result<TokenPair, String> {
+        let response = self.0.post_json(SIGNIN, user).await;
+        let response = response.map_err(|err| format!("signin: {err}"))?;
+        TokenPair::parse("signin", response.success_body("signin")?)
+    }
+
+    /// A sign-in that may be turned away: 503 with `Retry-After` is [`Answer::Shed`].
+    async fn signin_or_shed(&mut self, user: &Credentials) -> Outcome {
+        let response = self.0.post_json(SIGNIN, user).await;
+        let response = response.map_err(|err| format!("signin: {err}"))?;
+        if response.status == 503 {
+            return match response.header("retry-after") {
+                Some(_) => Ok(Answer::Shed),
+                None => Err("signin: HTTP 503 without Retry-After".to_string()),
+            };
         }
+        response.success_body("signin").map(served)
     }
 
-    /// The same API over a fresh single-connection client, for one load task.
-    fn for_connection(&self) -> Self {
-        Api {
-            client: connection_client(),
-            ..self.clone()
-        }
+    async fn refresh(&mut self, refresh_token: &str) -> Result<TokenPair, String> {
+        let body = RefreshRequest { refresh_token };
+        let response = self.0.post_json(REFRESH, &body).await;
+        let response = response.map_err(|err| format!("refresh: {err}"))?;
+        TokenPair::parse("refresh", response.success_body("refresh")?)
     }
 
-    pub fn me_url(&self) -> Url {
-        self.me.clone()
+    async fn me(&mut self, access_token: &str) -> Outcome {
+        let response = self.0.get(ME, Some(access_token)).await;
+        let response = response.map_err(|err| format!("me: {err}"))?;
+        response.success_body("me").map(served)
     }
 
-    pub async fn signup(&self, user: &Credentials) -> Outcome {
-        let body = json!({ "username": user.username, "password": user.password });
-        let response = self
-            .client
-            .post(self.signup.clone())
-            .json(&body)
-            .send()
-            .await;
-        expect_success("signup", response).await.map(drop)
-    }
-
-    async fn signin(&self, user: &Credentials) -> Result<TokenPair, String> {
-        let body = json!({ "username": user.username, "password": user.password });
-        let response = self
-            .client
-            .post(self.signin.clone())
-            .json(&body)
-            .send()
-            .await;
-        let body = expect_success("signin", response).await?;
-        serde_json::from_slice(&body).map_err(|err| format!("signin: bad TokenPair: {err}"))
-    }
-
-    async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, String> {
-        let body = json!({ "refresh_token": refresh_token });
-        let response = self
-            .client
-            .post(self.refresh.clone())
-            .json(&body)
-            .send()
-            .await;
-        let body = expect_success("refresh", response).await?;
-        serde_json::from_slice(&body).map_err(|err| format!("refresh: bad TokenPair: {err}"))
-    }
-
-    async fn me(&self, authorization: &HeaderValue) -> Outcome {
-        let response = self
-            .client
-            .get(self.me.clone())
-            .header(AUTHORIZATION, authorization.clone())
-            .send()
-            .await;
-        expect_success("me", response).await.map(drop)
+    fn reconnects(&self) -> u64 {
+        self.0.reconnects()
     }
 }
 
@@ -131,36 +132,32 @@ impl Api {
 #[derive(Debug, Clone)]
 pub struct Session {
     user: Credentials,
-    authorization: HeaderValue,
+    pub access_token: String,
     refresh_token: String,
 }
 
 impl Session {
-    async fn start(api: &Api, user: Credentials) -> Result<Self, String> {
-        let pair = api.signin(&user).await?;
+    async fn start(client: &mut Client, user: Credentials) -> Result<Self, String> {
+        let pair = client.signin_tokens(&user).await?;
         Ok(Session {
             user,
-            authorization: bearer(&pair.access_token),
+            access_token: pair.access_token,
             refresh_token: pair.refresh_token,
         })
-    }
-
-    pub fn authorization(&self) -> HeaderValue {
-        self.authorization.clone()
     }
 
     /// Rotates the chain's refresh token. When a refresh fails the old token
     /// is dead (or the session revoked), so the chain signs in again: one
     /// failure then shows as one error, not as an error on every later request.
-    async fn refresh(&mut self, api: &Api) -> Outcome {
-        match api.refresh(&self.refresh_token).await {
+    async fn refresh(&mut self, client: &mut Client) -> Outcome {
+        match client.refresh(&self.refresh_token).await {
             Ok(pair) => {
-                self.authorization = bearer(&pair.access_token);
+                self.access_token = pair.access_token;
                 self.refresh_token = pair.refresh_token;
-                Ok(())
+                Ok(Answer::Served)
             }
             Err(err) => {
-                if let Ok(fresh) = Session::start(api, self.user.clone()).await {
+                if let Ok(fresh) = Session::start(client, self.user.clone()).await {
                     *self = fresh;
                 }
                 Err(err)
@@ -185,28 +182,28 @@ pub struct SeedPlan {
     pub mixed_sessions: usize,
 }
 
-/// Signs up the seeded users, then signs in every session the plan asks for.
-pub async fn seed(api: &Api, run_id: &str, plan: &SeedPlan) -> Result<Fixture, String> {
+/// Signs up the seeded users, then signs in every session the plan asks for
+/// (each on a connection of its own).
+pub async fn seed(api: Api, run_id: &str, plan: &SeedPlan) -> Result<Fixture, String> {
     let users: Arc<[Credentials]> = (0..SEED_USERS)
         .map(|i| Credentials::seeded(i, run_id))
         .collect();
     concurrently(users.len(), {
-        let (api, users) = (api.clone(), Arc::clone(&users));
+        let users = Arc::clone(&users);
         move |i| {
-            let (api, users) = (api.clone(), Arc::clone(&users));
-            async move { api.signup(&users[i]).await }
+            let user = users[i].clone();
+            async move { api.connect().signup(&user).await }
         }
     })
     .await
     .map_err(|err| format!("seeding users: {err}"))?;
 
     let sessions = |count: usize| {
-        let (api, users) = (api.clone(), Arc::clone(&users));
+        let users = Arc::clone(&users);
         async move {
             concurrently(count, move |i| {
-                let api = api.clone();
                 let user = users[i % users.len()].clone();
-                async move { Session::start(&api, user).await }
+                async move { Session::start(&mut api.connect(), user).await }
             })
             .await
             .map_err(|err| format!("seeding sessions: {err}"))
@@ -245,19 +242,35 @@ where
     Ok(results.into_iter().flatten().collect())
 }
 
+/// `me` (and `flood`'s readers): `GET /v1/me` with a seeded session's token.
+pub fn me_connection(api: Api, session: &Session) -> BearerGet {
+    BearerGet::new(api.addr, ME, &session.access_token)
+}
+
 /// `signin`: signs the seeded users in, one after another, with the right password.
 pub struct SigninConnection {
-    api: Api,
+    client: Client,
     users: Arc<[Credentials]>,
     next: usize,
+    /// `flood`: a 503 with `Retry-After` is an expected answer, not an error.
+    may_shed: bool,
 }
 
 impl SigninConnection {
-    pub fn new(api: &Api, users: Arc<[Credentials]>, index: usize) -> Self {
+    pub fn new(api: Api, users: Arc<[Credentials]>, index: usize) -> Self {
         SigninConnection {
-            api: api.for_connection(),
+            client: api.connect(),
             users,
             next: index,
+            may_shed: false,
+        }
+    }
+
+    /// For `flood`: sign-ins far past the hashing queue, most of them turned away.
+    pub fn flood(api: Api, users: Arc<[Credentials]>, index: usize) -> Self {
+        SigninConnection {
+            may_shed: true,
+            ..SigninConnection::new(api, users, index)
         }
     }
 }
@@ -266,20 +279,28 @@ impl Connection for SigninConnection {
     async fn request(&mut self) -> Outcome {
         let user = &self.users[self.next % self.users.len()];
         self.next += 1;
-        self.api.signin(user).await.map(drop)
+        if self.may_shed {
+            self.client.signin_or_shed(user).await
+        } else {
+            self.client.signin(user).await
+        }
+    }
+
+    fn reconnects(&self) -> u64 {
+        self.client.reconnects()
     }
 }
 
 /// `refresh`: rotates its own session's refresh token, again and again.
 pub struct RefreshConnection {
-    api: Api,
+    client: Client,
     session: Session,
 }
 
 impl RefreshConnection {
-    pub fn new(api: &Api, session: Session) -> Self {
+    pub fn new(api: Api, session: Session) -> Self {
         RefreshConnection {
-            api: api.for_connection(),
+            client: api.connect(),
             session,
         }
     }
@@ -287,22 +308,26 @@ impl RefreshConnection {
 
 impl Connection for RefreshConnection {
     async fn request(&mut self) -> Outcome {
-        self.session.refresh(&self.api).await
+        self.session.refresh(&mut self.client).await
+    }
+
+    fn reconnects(&self) -> u64 {
+        self.client.reconnects()
     }
 }
 
 /// `signup`: creates a new user per request.
 pub struct SignupConnection {
-    api: Api,
+    client: Client,
     index: usize,
     counter: u64,
     run_id: Arc<str>,
 }
 
 impl SignupConnection {
-    pub fn new(api: &Api, index: usize, run_id: Arc<str>) -> Self {
+    pub fn new(api: Api, index: usize, run_id: Arc<str>) -> Self {
         SignupConnection {
-            api: api.for_connection(),
+            client: api.connect(),
             index,
             counter: 0,
             run_id,
@@ -318,14 +343,18 @@ impl Connection for SignupConnection {
             username: format!("b{}-{}-{}", self.index, self.counter, self.run_id),
             password: PASSWORD.to_string(),
         };
-        self.api.signup(&user).await
+        self.client.signup(&user).await
+    }
+
+    fn reconnects(&self) -> u64 {
+        self.client.reconnects()
     }
 }
 
 /// `mixed`: per request, 90% `me`, 8% refresh of its own chain, 2% sign-in,
 /// roughly what an app's traffic looks like once users are signed in.
 pub struct MixedConnection {
-    api: Api,
+    client: Client,
     session: Session,
     users: Arc<[Credentials]>,
     next_user: usize,
@@ -333,9 +362,9 @@ pub struct MixedConnection {
 }
 
 impl MixedConnection {
-    pub fn new(api: &Api, session: Session, users: Arc<[Credentials]>, index: usize) -> Self {
+    pub fn new(api: Api, session: Session, users: Arc<[Credentials]>, index: usize) -> Self {
         MixedConnection {
-            api: api.for_connection(),
+            client: api.connect(),
             session,
             users,
             next_user: index,
@@ -348,13 +377,17 @@ impl MixedConnection {
 impl Connection for MixedConnection {
     async fn request(&mut self) -> Outcome {
         match self.dice.random_range(0..100) {
-            0..90 => self.api.me(&self.session.authorization).await,
-            90..98 => self.session.refresh(&self.api).await,
+            0..90 => self.client.me(&self.session.access_token).await,
+            90..98 => self.session.refresh(&mut self.client).await,
             _ => {
                 let user = &self.users[self.next_user % self.users.len()];
                 self.next_user += 1;
-                self.api.signin(user).await.map(drop)
+                self.client.signin(user).await
             }
         }
+    }
+
+    fn reconnects(&self) -> u64 {
+        self.client.reconnects()
     }
 }
