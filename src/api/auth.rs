@@ -139,11 +139,14 @@ impl AuthApi {
                 return Err(ApiError::Validation(errors.collect()).into());
             }
         };
+        // Reserved before any I/O: under overload the refusal costs no Redis
+        // or database call.
+        let slot = context.hashing.reserve()?;
         context
             .rate_limits
             .hit_signup(context.client_ip.resolve(req))
             .await?;
-        let hash = context.hashing.hash(password).await?;
+        let hash = slot.hash(password).await?;
         let user = context.users.create(username, hash).await?;
         Ok(SignupResponse::Created(Json(user.into()), "/v1/me".into()))
     }
@@ -163,6 +166,8 @@ impl AuthApi {
             username: StrictString(username),
             password: StrictString(password),
         } = body.0;
+        // Reserved before any I/O: under overload the refusal is cheap.
+        let slot = context.hashing.reserve()?;
         let ip = context.client_ip.resolve(req);
         context.rate_limits.check_signin(&username, ip).await?;
         // An unparseable name cannot exist, but it still costs one hash.
@@ -174,8 +179,7 @@ impl AuthApi {
             Some(found) => (Some(found.user), Some(found.password_hash)),
             None => (None, None),
         };
-        let verification = context
-            .hashing
+        let verification = slot
             .verify(PasswordAttempt::new(password), stored_hash)
             .await?;
         let (Some(user), Verification::Match { upgraded_hash }) = (user, verification) else {

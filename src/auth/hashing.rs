@@ -18,7 +18,7 @@ use argon2::{
     Algorithm, Argon2, Block, Params, Version,
     password_hash::phc::{Output, ParamsString, PasswordHash, Salt},
 };
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::{
     domain::{NewPassword, PasswordAttempt},
@@ -100,6 +100,7 @@ impl HashingPool {
         };
         let dummy_params = pool.params.clone();
         let dummy = pool
+            .reserve()?
             .run(move |memory| {
                 hash_with(
                     memory,
@@ -112,9 +113,30 @@ impl HashingPool {
         Ok(pool)
     }
 
+    /// Takes a place (on a worker or in the queue) for one hash, or refuses
+    /// at once when every place is taken. Handlers reserve before any other
+    /// work, so shedding load costs next to nothing.
+    pub fn reserve(&self) -> Result<HashingSlot<'_>, HashingError> {
+        let admission = Arc::clone(&self.admitted)
+            .try_acquire_owned()
+            .map_err(|_| HashingError::Overloaded)?;
+        Ok(HashingSlot {
+            pool: self,
+            admission,
+        })
+    }
+}
+
+/// A reserved place for one hash; dropping it unused gives the place back.
+pub struct HashingSlot<'a> {
+    pool: &'a HashingPool,
+    admission: OwnedSemaphorePermit,
+}
+
+impl HashingSlot<'_> {
     /// Hashes a new password into an Argon2id PHC string.
-    pub async fn hash(&self, password: NewPassword) -> Result<String, HashingError> {
-        let params = self.params.clone();
+    pub async fn hash(self, password: NewPassword) -> Result<String, HashingError> {
+        let params = self.pool.params.clone();
         self.run(move |memory| hash_with(memory, &params, password.as_bytes()))
             .await?
     }
@@ -123,13 +145,13 @@ impl HashingPool {
     /// hash when there is no such user (the result is then always a mismatch).
     /// A correct password over a weaker hash is rehashed in the same slot.
     pub async fn verify(
-        &self,
+        self,
         attempt: PasswordAttempt,
         stored: Option<String>,
     ) -> Result<Verification, HashingError> {
-        let params = self.params.clone();
+        let params = self.pool.params.clone();
         let user_exists = stored.is_some();
-        let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
+        let hash = stored.unwrap_or_else(|| self.pool.dummy_hash.to_string());
         self.run(move |memory| {
             let Ok(parsed) = PasswordHash::new(&hash) else {
                 return Verification::Mismatch;
@@ -146,15 +168,12 @@ impl HashingPool {
         .await
     }
 
-    /// Queues `work` for a worker, or refuses at once when the queue in
-    /// front of the workers is full.
+    /// Queues `work` for a worker.
     async fn run<T: Send + 'static>(
-        &self,
+        self,
         work: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> Result<T, HashingError> {
-        let admission = Arc::clone(&self.admitted)
-            .try_acquire_owned()
-            .map_err(|_| HashingError::Overloaded)?;
+        let admission = self.admission;
         let (reply, result) = oneshot::channel();
         // The admission permit lives until the hash is done, even if the
         // request is cancelled (client gone): the work still occupies a slot.
@@ -162,7 +181,8 @@ impl HashingPool {
             let _ = reply.send(work(memory));
             drop(admission);
         });
-        self.jobs
+        self.pool
+            .jobs
             .send(job)
             .map_err(|_| HashingError::Failed("hashing workers stopped".into()))?;
         result
@@ -276,6 +296,8 @@ mod tests {
     async fn hashes_are_argon2id_phc_strings_that_verify() {
         let pool = HashingPool::new(&settings(4)).await.unwrap();
         let hash = pool
+            .reserve()
+            .unwrap()
             .hash(new_password("correct-Horse-battery-9-staple"))
             .await
             .unwrap();
@@ -284,7 +306,7 @@ mod tests {
             "{hash}"
         );
         let attempt = |p: &str| PasswordAttempt::new(p.into());
-        let right = pool.verify(
+        let right = pool.reserve().unwrap().verify(
             attempt("correct-Horse-battery-9-staple"),
             Some(hash.clone()),
         );
@@ -294,7 +316,10 @@ mod tests {
                 upgraded_hash: None
             }
         );
-        let wrong = pool.verify(attempt("wrong-Horse-battery-9-staple"), Some(hash));
+        let wrong = pool
+            .reserve()
+            .unwrap()
+            .verify(attempt("wrong-Horse-battery-9-staple"), Some(hash));
         assert_eq!(wrong.await.unwrap(), Verification::Mismatch);
     }
 
@@ -303,7 +328,7 @@ mod tests {
         let pool = HashingPool::new(&settings(4)).await.unwrap();
         let attempt = PasswordAttempt::new("tessera-dummy-password-for-unknown-users".into());
         assert_eq!(
-            pool.verify(attempt, None).await.unwrap(),
+            pool.reserve().unwrap().verify(attempt, None).await.unwrap(),
             Verification::Mismatch
         );
     }
@@ -316,7 +341,12 @@ mod tests {
         let attempt = PasswordAttempt::new("old-Horse-battery-9".into());
         let Verification::Match {
             upgraded_hash: Some(upgraded),
-        } = pool.verify(attempt, Some(weak)).await.unwrap()
+        } = pool
+            .reserve()
+            .unwrap()
+            .verify(attempt, Some(weak))
+            .await
+            .unwrap()
         else {
             panic!("expected an upgraded hash");
         };
@@ -326,7 +356,11 @@ mod tests {
         );
         let attempt = PasswordAttempt::new("old-Horse-battery-9".into());
         assert_eq!(
-            pool.verify(attempt, Some(upgraded)).await.unwrap(),
+            pool.reserve()
+                .unwrap()
+                .verify(attempt, Some(upgraded))
+                .await
+                .unwrap(),
             Verification::Match {
                 upgraded_hash: None
             }
@@ -340,17 +374,21 @@ mod tests {
         let (release, held) = std::sync::mpsc::channel::<()>();
         let busy = tokio::spawn({
             let pool = pool.clone();
-            async move { pool.run(move |_| held.recv().is_ok()).await }
+            async move { pool.reserve()?.run(move |_| held.recv().is_ok()).await }
         });
         let queued = tokio::spawn({
             let pool = pool.clone();
-            async move { pool.hash(new_password("second-Horse-battery-9")).await }
+            async move {
+                pool.reserve()?
+                    .hash(new_password("second-Horse-battery-9"))
+                    .await
+            }
         });
         while pool.admitted.available_permits() > 0 {
             tokio::task::yield_now().await;
         }
         // One worker plus a queue of one are taken: the next is refused at once.
-        let refused = pool.hash(new_password("third-Horse-battery-9")).await;
+        let refused = pool.reserve().map(|_| ());
         assert!(
             matches!(refused, Err(HashingError::Overloaded)),
             "{refused:?}"
@@ -375,8 +413,18 @@ mod tests {
             "b-Horse-battery-9-y",
             "c-Horse-battery-9-z",
         ] {
-            pool.hash(new_password(raw)).await.unwrap();
-            sizes.push(pool.run(|memory| memory.0.len()).await.unwrap());
+            pool.reserve()
+                .unwrap()
+                .hash(new_password(raw))
+                .await
+                .unwrap();
+            sizes.push(
+                pool.reserve()
+                    .unwrap()
+                    .run(|memory| memory.0.len())
+                    .await
+                    .unwrap(),
+            );
         }
         sizes
     }
