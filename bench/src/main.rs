@@ -21,7 +21,7 @@ use redis::aio::MultiplexedConnection;
 use crate::http::BearerGet;
 use crate::load::{Measurement, Window};
 use crate::report::{FloodResult, Report, ScenarioResult, ServerReport};
-use crate::scenario::{FLOOD_ME_CONNECTIONS, Scenario};
+use crate::scenario::{FLOOD_ME_CONNECTIONS, Plan, Scenario, Step};
 use crate::server::{Server, ServerOptions};
 use crate::tessera::{
     Api, Credentials, Fixture, MixedConnection, RefreshConnection, SeedPlan, SigninConnection,
@@ -39,8 +39,10 @@ It builds nothing. From the workspace root, the one command is:
 
 It starts target/release/tessera on a free port with a temporary SQLite
 database, rate limiting off and a random Redis key prefix (Redis must run at
---redis-url), and removes all of it at the end. Results: a table on stdout and
-JSON in --out.";
+--redis-url), and removes all of it at the end. Each Tessera scenario is
+followed at once by its baseline, while the server sits idle, so each ratio
+compares measurements taken back to back. Results: a table on stdout and JSON
+in --out.";
 
 #[derive(Parser)]
 #[command(version, about, long_about = LONG_ABOUT)]
@@ -51,8 +53,8 @@ struct Cli {
     /// Unmeasured warm-up seconds before each scenario [default: 3; 1 with --smoke]
     #[arg(long)]
     warmup_secs: Option<u64>,
-    /// Comma-separated scenarios to run (baselines they compare with are
-    /// added) [default: all but flood]
+    /// Comma-separated scenarios to run (the baseline of each is added and
+    /// run right after it) [default: all but flood]
     #[arg(long, value_enum, value_delimiter = ',')]
     scenarios: Vec<Scenario>,
     /// Connections of every scenario run, baselines included (hashing: that
@@ -101,7 +103,8 @@ impl Run {
         }
     }
 
-    fn progress(&self, scenario: Scenario) {
+    fn progress(&self, step: Step) {
+        let scenario = step.scenario;
         let extra = if scenario == Scenario::Flood {
             format!(" + {FLOOD_ME_CONNECTIONS} me")
         } else {
@@ -109,7 +112,7 @@ impl Run {
         };
         eprintln!(
             "running {} ({}{extra} connections, {} s warm-up + {} s)",
-            scenario.name(),
+            step.label(),
             self.connections(scenario),
             self.warmup.as_secs(),
             self.duration.as_secs()
@@ -134,7 +137,7 @@ async fn main() -> ExitCode {
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         connections: cli.connections.map(usize::from),
     };
-    let (tessera_scenarios, baselines) = scenario::plan(&cli.scenarios);
+    let plan = scenario::plan(&cli.scenarios);
 
     let mut report = Report {
         run_id: run.run_id.to_string(),
@@ -149,7 +152,7 @@ async fn main() -> ExitCode {
     };
     let redis = connect_redis(&cli.redis_url).await;
 
-    if !tessera_scenarios.is_empty() {
+    if !plan.paired.is_empty() {
         let options = ServerOptions {
             binary: cli
                 .server_bin
@@ -162,18 +165,17 @@ async fn main() -> ExitCode {
             redis_url: cli.redis_url.clone(),
             key_prefix: run.key_prefix.clone(),
         };
-        let (server_report, results) = run_tessera(&run, &options, &tessera_scenarios).await;
+        let (server_report, results) = run_paired(&run, &options, &plan, &redis).await;
         report.server = server_report;
         report.scenarios.extend(results);
     }
-    for &baseline in &baselines {
-        run.progress(baseline);
+    for &baseline in &plan.standalone {
+        let step = Step::alone(baseline);
+        run.progress(step);
         let result = run_baseline(&run, baseline, &redis).await;
-        report.scenarios.push(ScenarioResult::new(
-            baseline,
-            run.connections(baseline),
-            result,
-        ));
+        report
+            .scenarios
+            .push(ScenarioResult::new(step, run.connections(baseline), result));
     }
 
     match &redis {
@@ -200,7 +202,7 @@ fn verdict(report: &Report) -> ExitCode {
         .scenarios
         .iter()
         .filter(|s| s.failure.is_some() || (report.smoke && !s.is_clean()))
-        .map(|s| s.name)
+        .map(|s| s.label.as_str())
         .collect();
     if failed.is_empty() {
         ExitCode::SUCCESS
@@ -218,84 +220,124 @@ async fn connect_redis(url: &str) -> Result<MultiplexedConnection, String> {
         .map_err(|err| format!("{url}: {err}"))
 }
 
-/// Starts the server, seeds it, runs the Tessera scenarios and stops it.
-/// Any failure is reported per scenario so the rest (and the baselines) still run.
-async fn run_tessera(
+/// Runs the plan's paired steps with the server up: each Tessera scenario,
+/// then its baseline while the server sits idle. Stops the server at the end.
+/// A server or seeding failure fails the Tessera scenarios only: the
+/// baselines still run.
+async fn run_paired(
     run: &Run,
     options: &ServerOptions,
-    scenarios: &[Scenario],
+    plan: &Plan,
+    redis: &Result<MultiplexedConnection, String>,
 ) -> (Option<ServerReport>, Vec<ScenarioResult>) {
-    let failed_all = |err: &str| {
-        scenarios
-            .iter()
-            .map(|&s| ScenarioResult::new(s, run.connections(s), Err(err.to_string())))
-            .collect()
-    };
-    eprintln!("starting {}", options.binary.display());
-    let server = match Server::start(options).await {
-        Ok(server) => server,
-        Err(err) => {
-            eprintln!("{err}");
-            return (None, failed_all(&err));
-        }
-    };
-    let mut server_report = ServerReport {
-        binary: options.binary.display().to_string(),
-        ready_ms: server.ready_time.as_secs_f64() * 1000.0,
-        startup_rss_kib: server.memory().ok().map(|m| m.rss_kib),
-        ..ServerReport::default()
-    };
-    eprintln!(
-        "server ready at http://{} in {:.1} ms",
-        server.addr, server_report.ready_ms
-    );
-
-    let api = Api { addr: server.addr };
-    let connections = |s: Scenario| {
-        if scenarios.contains(&s) {
-            run.connections(s)
-        } else {
-            0
-        }
-    };
-    let plan = SeedPlan {
-        me_sessions: if scenarios.contains(&Scenario::Me) || scenarios.contains(&Scenario::Flood) {
-            tessera::SEED_USERS
-        } else {
-            0
-        },
-        refresh_sessions: connections(Scenario::Refresh),
-        mixed_sessions: connections(Scenario::Mixed),
-    };
-    // Only scenarios that need users wait on seeding: sign-up runs without it.
-    let needs_seed = scenarios.iter().any(|&s| s != Scenario::Signup);
-    let fixture = if needs_seed {
-        eprintln!("seeding users and sessions");
-        let fixture = tessera::seed(api, &run.run_id, &plan).await;
-        if let Err(err) = &fixture {
-            eprintln!("seeding failed: {err}");
-        }
-        fixture
-    } else {
-        Err("not seeded".to_string())
-    };
-    server_report.idle_rss_kib = server.memory().ok().map(|m| m.rss_kib);
-
+    let mut server = SeededServer::start(run, options, &plan.tessera()).await;
     let mut results = Vec::new();
-    // `flood` resets `VmHWM` to measure its own peak; this keeps the run's.
-    let mut peak_rss_kib = None;
-    for &scenario in scenarios {
-        run.progress(scenario);
+    for &step in &plan.paired {
+        run.progress(step);
+        let connections = run.connections(step.scenario);
+        let result = if step.scenario.is_baseline() {
+            let measurement = run_baseline(run, step.scenario, redis).await;
+            ScenarioResult::new(step, connections, measurement)
+        } else {
+            match &mut server {
+                Ok(server) => server.run(run, step).await,
+                Err(err) => ScenarioResult::new(step, connections, Err(err.clone())),
+            }
+        };
+        results.push(result);
+    }
+    let server_report = match server {
+        Ok(server) => Some(server.stop().await),
+        Err(_) => None,
+    };
+    (server_report, results)
+}
+
+/// The Tessera server, seeded for the run's scenarios.
+struct SeededServer {
+    server: Server,
+    api: Api,
+    /// Users and sessions, or why seeding failed (which fails every scenario
+    /// but `signup`).
+    fixture: Result<Fixture, String>,
+    report: ServerReport,
+}
+
+impl SeededServer {
+    /// Starts the server and seeds what `scenarios` need.
+    async fn start(
+        run: &Run,
+        options: &ServerOptions,
+        scenarios: &[Scenario],
+    ) -> Result<Self, String> {
+        eprintln!("starting {}", options.binary.display());
+        let server = Server::start(options).await.inspect_err(|err| {
+            eprintln!("{err}");
+        })?;
+        let mut report = ServerReport {
+            binary: options.binary.display().to_string(),
+            ready_ms: server.ready_time.as_secs_f64() * 1000.0,
+            startup_rss_kib: server.memory().ok().map(|m| m.rss_kib),
+            ..ServerReport::default()
+        };
+        eprintln!(
+            "server ready at http://{} in {:.1} ms",
+            server.addr, report.ready_ms
+        );
+
+        let api = Api { addr: server.addr };
+        let connections = |s: Scenario| {
+            if scenarios.contains(&s) {
+                run.connections(s)
+            } else {
+                0
+            }
+        };
+        let plan = SeedPlan {
+            me_sessions: if scenarios.contains(&Scenario::Me)
+                || scenarios.contains(&Scenario::Flood)
+            {
+                tessera::SEED_USERS
+            } else {
+                0
+            },
+            refresh_sessions: connections(Scenario::Refresh),
+            mixed_sessions: connections(Scenario::Mixed),
+        };
+        // Only scenarios that need users wait on seeding: sign-up runs without it.
+        let needs_seed = scenarios.iter().any(|&s| s != Scenario::Signup);
+        let fixture = if needs_seed {
+            eprintln!("seeding users and sessions");
+            tessera::seed(api, &run.run_id, &plan).await.map_err(|err| {
+                eprintln!("seeding failed: {err}");
+                format!("seeding failed: {err}")
+            })
+        } else {
+            Err("not seeded".to_string())
+        };
+        report.idle_rss_kib = server.memory().ok().map(|m| m.rss_kib);
+        Ok(SeededServer {
+            server,
+            api,
+            fixture,
+            report,
+        })
+    }
+
+    /// Runs one Tessera scenario.
+    async fn run(&mut self, run: &Run, step: Step) -> ScenarioResult {
+        let (scenario, api) = (step.scenario, self.api);
         let mut flood = None;
-        let result = match (&fixture, scenario) {
+        let result = match (&self.fixture, scenario) {
             (_, Scenario::Signup) => Ok(run_signup(run, api).await),
             (Ok(fixture), Scenario::Flood) => {
-                peak_rss_kib = peak_rss_kib.max(server.memory().ok().map(|m| m.peak_rss_kib));
-                let reset = server.reset_peak_rss();
+                // `flood` resets `VmHWM` to measure its own peak: keep the run's first.
+                note_peak_rss(&mut self.report, &self.server);
+                let reset = self.server.reset_peak_rss();
                 let (signins, result) = run_flood(run, api, fixture).await;
                 flood = Some(FloodResult {
                     server_peak_rss_kib: reset
-                        .and_then(|()| server.memory())
+                        .and_then(|()| self.server.memory())
                         .ok()
                         .map(|m| m.peak_rss_kib),
                     ..result
@@ -303,22 +345,31 @@ async fn run_tessera(
                 Ok(signins)
             }
             (Ok(fixture), _) => Ok(run_seeded(run, api, fixture, scenario).await),
-            (Err(err), _) => Err(format!("seeding failed: {err}")),
+            (Err(err), _) => Err(err.clone()),
         };
-        let mut result = ScenarioResult::new(scenario, run.connections(scenario), result);
+        let mut result = ScenarioResult::new(step, run.connections(scenario), result);
         result.flood = flood;
-        results.push(result);
+        result
     }
 
-    server_report.peak_rss_kib = peak_rss_kib.max(server.memory().ok().map(|m| m.peak_rss_kib));
-    match server.stop().await {
-        Ok((status, took)) => {
-            server_report.exit_code = status.code();
-            server_report.shutdown_ms = Some(took.as_secs_f64() * 1000.0);
+    /// Stops the server (SIGTERM) and returns its report.
+    async fn stop(mut self) -> ServerReport {
+        note_peak_rss(&mut self.report, &self.server);
+        match self.server.stop().await {
+            Ok((status, took)) => {
+                self.report.exit_code = status.code();
+                self.report.shutdown_ms = Some(took.as_secs_f64() * 1000.0);
+            }
+            Err(err) => self.report.stop_error = Some(err),
         }
-        Err(err) => server_report.stop_error = Some(err),
+        self.report
     }
-    (Some(server_report), results)
+}
+
+/// Keeps the server's `VmHWM` so far in its report.
+fn note_peak_rss(report: &mut ServerReport, server: &Server) {
+    let peak = server.memory().ok().map(|m| m.peak_rss_kib);
+    report.peak_rss_kib = report.peak_rss_kib.max(peak);
 }
 
 async fn run_signup(run: &Run, api: Api) -> Measurement {

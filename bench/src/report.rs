@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::load::Measurement;
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, Step};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -41,13 +41,20 @@ pub struct ServerReport {
 #[derive(Debug, Serialize)]
 pub struct ScenarioResult {
     pub name: &'static str,
+    /// `name`, and for a baseline the scenario it was measured after.
+    #[serde(skip)]
+    pub label: String,
     pub baseline_scenario: bool,
+    /// For a baseline: the Tessera scenario measured right before it, whose
+    /// ratio uses this measurement. `None` for a baseline run on its own.
+    pub paired_with: Option<&'static str>,
     pub connections: usize,
     pub measurement: Option<Measurement>,
     /// Why the scenario could not run (server or seeding failure).
     pub failure: Option<String>,
     pub baseline: Option<&'static str>,
-    /// requests/s of this scenario over requests/s of its baseline.
+    /// requests/s of this scenario over requests/s of its baseline, as
+    /// measured right after it (the baseline result paired with this one).
     pub ratio_to_baseline: Option<f64>,
     /// `flood` only; its `measurement` is that of the sign-ins (`requests`
     /// accepted ones, `shed` the 503s).
@@ -91,18 +98,17 @@ impl FloodResult {
 }
 
 impl ScenarioResult {
-    pub fn new(
-        scenario: Scenario,
-        connections: usize,
-        result: Result<Measurement, String>,
-    ) -> Self {
+    pub fn new(step: Step, connections: usize, result: Result<Measurement, String>) -> Self {
+        let scenario = step.scenario;
         let (measurement, failure) = match result {
             Ok(measurement) => (Some(measurement), None),
             Err(failure) => (None, Some(failure)),
         };
         ScenarioResult {
             name: scenario.name(),
+            label: step.label(),
             baseline_scenario: scenario.is_baseline(),
+            paired_with: step.paired_with.map(Scenario::name),
             connections,
             measurement,
             failure,
@@ -120,21 +126,19 @@ impl ScenarioResult {
 }
 
 impl Report {
-    /// Fills in each scenario's ratio to its baseline, where both ran.
+    /// Fills in each scenario's ratio to its baseline, measured right after
+    /// it, where both ran.
     pub fn compute_ratios(&mut self) {
-        let rate = |name: &str, scenarios: &[ScenarioResult]| {
-            scenarios
-                .iter()
-                .find(|s| s.name == name)
-                .and_then(|s| s.measurement.as_ref())
-                .map(|m| m.requests_per_sec)
-                .filter(|rate| *rate > 0.0)
-        };
         for i in 0..self.scenarios.len() {
             let scenario = &self.scenarios[i];
             let ratio = scenario.baseline.and_then(|baseline| {
                 let own = scenario.measurement.as_ref()?.requests_per_sec;
-                Some(own / rate(baseline, &self.scenarios)?)
+                let paired = self
+                    .scenarios
+                    .iter()
+                    .find(|s| s.name == baseline && s.paired_with == Some(scenario.name))?;
+                let base = paired.measurement.as_ref()?.requests_per_sec;
+                (base > 0.0).then(|| own / base)
             });
             self.scenarios[i].ratio_to_baseline = ratio;
         }
@@ -142,13 +146,20 @@ impl Report {
 
     pub fn table(&self) -> String {
         let mut out = String::new();
+        let width = self
+            .scenarios
+            .iter()
+            .map(|s| s.label.len())
+            .max()
+            .unwrap_or(0)
+            .max("  me meanwhile".len());
         let _ = writeln!(
             out,
-            "{:<17} {:>5} {:>10} {:>8} {:>8} {:>8} {:>7}  vs baseline",
+            "{:<width$} {:>5} {:>10} {:>8} {:>8} {:>8} {:>7}  vs baseline",
             "scenario", "conns", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "errors"
         );
         for s in &self.scenarios {
-            let _ = write!(out, "{:<17} {:>5} ", s.name, s.connections);
+            let _ = write!(out, "{:<width$} {:>5} ", s.label, s.connections);
             let Some(m) = &s.measurement else {
                 let reason = s.failure.as_deref().unwrap_or("did not run");
                 let _ = writeln!(out, "FAILED: {}", reason.lines().next().unwrap_or(""));
@@ -157,14 +168,14 @@ impl Report {
             write_numbers(&mut out, m);
             if let Some(flood) = &s.flood {
                 let _ = write!(out, "  sign-ins accepted (200)");
-                let _ = write!(out, "\n{:<17} {:>5} ", "  503 sign-ins", s.connections);
+                let _ = write!(out, "\n{:<width$} {:>5} ", "  503 sign-ins", s.connections);
                 let p99 = m
                     .shed_p99_ms
                     .map_or("-".to_string(), |p99| format!("{p99:.3}"));
                 let _ = write!(out, "{:>10.1} {:>8} {p99:>8}", m.shed_per_sec, "-");
                 let _ = write!(
                     out,
-                    "\n{:<17} {:>5} ",
+                    "\n{:<width$} {:>5} ",
                     "  me meanwhile", flood.me_connections
                 );
                 write_numbers(&mut out, &flood.me);
@@ -183,7 +194,7 @@ impl Report {
         for s in &self.scenarios {
             let Some(m) = &s.measurement else { continue };
             let flood_me = s.flood.as_ref().map(|flood| ("flood me", &flood.me));
-            for (name, m) in [(s.name, m)].into_iter().chain(flood_me) {
+            for (name, m) in [(s.label.as_str(), m)].into_iter().chain(flood_me) {
                 if m.warmup_errors > 0 {
                     let _ = writeln!(out, "{name}: {} errors during warm-up", m.warmup_errors);
                 }
@@ -246,4 +257,82 @@ fn write_numbers(out: &mut String, m: &Measurement) {
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::scenario::Scenario::*;
+
+    fn measured(step: Step, requests_per_sec: f64) -> ScenarioResult {
+        let measurement = Measurement {
+            requests: 1,
+            errors: 0,
+            warmup_errors: 0,
+            requests_per_sec,
+            p50_ms: 1.0,
+            p99_ms: 1.0,
+            p999_ms: 1.0,
+            max_ms: 1.0,
+            mean_ms: 1.0,
+            shed: 0,
+            shed_per_sec: 0.0,
+            shed_p99_ms: None,
+            reconnects: 0,
+            error_samples: BTreeMap::new(),
+        };
+        ScenarioResult::new(step, 1, Ok(measurement))
+    }
+
+    fn report(scenarios: Vec<ScenarioResult>) -> Report {
+        Report {
+            run_id: "test".to_string(),
+            started_at: String::new(),
+            cores: 2,
+            duration_secs: 1,
+            warmup_secs: 0,
+            smoke: false,
+            server: None,
+            scenarios,
+            redis_keys_deleted: None,
+        }
+    }
+
+    #[test]
+    fn each_ratio_uses_the_baseline_measured_right_after_it() {
+        let mut report = report(vec![
+            measured(Step::alone(Signin), 50.0),
+            measured(Step::after(Hashing, Signin), 100.0),
+            measured(Step::alone(Signup), 40.0),
+            measured(Step::after(Hashing, Signup), 50.0),
+            measured(Step::alone(Hashing), 1000.0),
+        ]);
+        report.compute_ratios();
+        let ratios: Vec<_> = report
+            .scenarios
+            .iter()
+            .map(|s| s.ratio_to_baseline)
+            .collect();
+        assert_eq!(ratios, [Some(0.5), None, Some(0.8), None, None]);
+        let table = report.table();
+        assert!(table.contains("hashing (after signup)"), "{table}");
+        assert!(table.contains("0.800 x hashing"), "{table}");
+    }
+
+    #[test]
+    fn no_ratio_without_a_paired_measurement() {
+        let mut report = report(vec![
+            measured(Step::alone(Refresh), 50.0),
+            ScenarioResult::new(
+                Step::after(Storage, Refresh),
+                1,
+                Err("no Redis".to_string()),
+            ),
+        ]);
+        report.compute_ratios();
+        assert_eq!(report.scenarios[0].ratio_to_baseline, None);
+        assert!(report.table().contains("(storage not measured)"));
+    }
 }

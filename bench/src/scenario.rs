@@ -94,9 +94,67 @@ impl Scenario {
     }
 }
 
-/// The Tessera scenarios in the order asked, then every baseline they (or the
-/// user) need, in a fixed order; each once.
-pub fn plan(requested: &[Scenario]) -> (Vec<Scenario>, Vec<Scenario>) {
+/// One measurement of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub scenario: Scenario,
+    /// For a baseline measured right after a Tessera scenario: that scenario,
+    /// whose ratio uses this measurement (`framework` only follows `me`).
+    pub paired_with: Option<Scenario>,
+}
+
+impl Step {
+    pub fn alone(scenario: Scenario) -> Self {
+        Step {
+            scenario,
+            paired_with: None,
+        }
+    }
+
+    pub fn after(baseline: Scenario, scenario: Scenario) -> Self {
+        Step {
+            scenario: baseline,
+            paired_with: Some(scenario),
+        }
+    }
+
+    /// `hashing (after signin)`, or the bare name.
+    pub fn label(self) -> String {
+        match self.paired_with {
+            Some(scenario) => format!("{} (after {})", self.scenario.name(), scenario.name()),
+            None => self.scenario.name().to_string(),
+        }
+    }
+}
+
+/// What a run measures, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Run with the Tessera server up: each Tessera scenario, then at once
+    /// the baseline its ratio uses (so both see the machine in the same
+    /// state), measured again after every scenario it serves.
+    pub paired: Vec<Step>,
+    /// Baselines asked for that no Tessera scenario in the run pairs with;
+    /// run on their own at the end, after the server has stopped.
+    pub standalone: Vec<Scenario>,
+}
+
+impl Plan {
+    /// The Tessera scenarios, in the order they run.
+    pub fn tessera(&self) -> Vec<Scenario> {
+        self.paired
+            .iter()
+            .map(|step| step.scenario)
+            .filter(|scenario| !scenario.is_baseline())
+            .collect()
+    }
+}
+
+/// The Tessera scenarios in the order asked (each once), each followed by
+/// its baseline; `framework`, if asked for, right after `framework-bearer`
+/// when that follows `me`. Then, in a fixed order, the baselines asked for
+/// that none of them brought.
+pub fn plan(requested: &[Scenario]) -> Plan {
     let requested = if requested.is_empty() {
         Scenario::TESSERA
             .iter()
@@ -112,37 +170,163 @@ pub fn plan(requested: &[Scenario]) -> (Vec<Scenario>, Vec<Scenario>) {
             tessera.push(scenario);
         }
     }
-    let baselines = Scenario::BASELINES
+    let mut paired = Vec::new();
+    for scenario in tessera {
+        paired.push(Step::alone(scenario));
+        if let Some(baseline) = scenario.baseline() {
+            paired.push(Step::after(baseline, scenario));
+        }
+        // No ratio uses `framework`, but it is read against `framework-bearer`.
+        if scenario == Scenario::Me && requested.contains(&Scenario::Framework) {
+            paired.push(Step::after(Scenario::Framework, scenario));
+        }
+    }
+    let standalone = Scenario::BASELINES
         .into_iter()
         .filter(|baseline| {
-            requested.contains(baseline) || tessera.iter().any(|s| s.baseline() == Some(*baseline))
+            requested.contains(baseline) && !paired.iter().any(|step| step.scenario == *baseline)
         })
         .collect();
-    (tessera, baselines)
+    Plan { paired, standalone }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::Scenario::*;
     use super::*;
+
+    fn alone(scenario: Scenario) -> Step {
+        Step::alone(scenario)
+    }
+
+    fn after(baseline: Scenario, scenario: Scenario) -> Step {
+        Step::after(baseline, scenario)
+    }
 
     #[test]
     fn signup_brings_its_baseline() {
         assert_eq!(
-            plan(&[Scenario::Signup]),
-            (vec![Scenario::Signup], vec![Scenario::Hashing])
+            plan(&[Signup]),
+            Plan {
+                paired: vec![alone(Signup), after(Hashing, Signup)],
+                standalone: vec![],
+            }
         );
     }
 
     #[test]
-    fn nothing_requested_means_everything() {
-        let (tessera, baselines) = plan(&[]);
-        assert_eq!(tessera.len(), 5);
-        assert!(!tessera.contains(&Scenario::Flood));
-        assert_eq!(baselines.len(), 4);
+    fn nothing_requested_means_everything_but_flood_each_baseline_right_after_its_scenario() {
+        assert_eq!(
+            plan(&[]),
+            Plan {
+                paired: vec![
+                    alone(Me),
+                    after(FrameworkBearer, Me),
+                    after(Framework, Me),
+                    alone(Signin),
+                    after(Hashing, Signin),
+                    alone(Refresh),
+                    after(Storage, Refresh),
+                    alone(Signup),
+                    after(Hashing, Signup),
+                    alone(Mixed),
+                    after(FrameworkBearer, Mixed),
+                ],
+                standalone: vec![],
+            }
+        );
     }
 
     #[test]
-    fn flood_runs_alone() {
-        assert_eq!(plan(&[Scenario::Flood]), (vec![Scenario::Flood], vec![]));
+    fn a_shared_baseline_is_measured_after_each_scenario_it_serves() {
+        assert_eq!(
+            plan(&[Mixed, Signup, Me, Signin]).paired,
+            vec![
+                alone(Mixed),
+                after(FrameworkBearer, Mixed),
+                alone(Signup),
+                after(Hashing, Signup),
+                alone(Me),
+                after(FrameworkBearer, Me),
+                alone(Signin),
+                after(Hashing, Signin),
+            ]
+        );
+    }
+
+    #[test]
+    fn scenarios_asked_twice_run_once() {
+        assert_eq!(
+            plan(&[Signin, Signin]).paired,
+            vec![alone(Signin), after(Hashing, Signin)]
+        );
+    }
+
+    #[test]
+    fn framework_follows_framework_bearer_after_me_only_when_asked_for() {
+        assert_eq!(
+            plan(&[Me]).paired,
+            vec![alone(Me), after(FrameworkBearer, Me)]
+        );
+        assert_eq!(
+            plan(&[Framework, Mixed, Me]),
+            Plan {
+                paired: vec![
+                    alone(Mixed),
+                    after(FrameworkBearer, Mixed),
+                    alone(Me),
+                    after(FrameworkBearer, Me),
+                    after(Framework, Me),
+                ],
+                standalone: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn baselines_asked_for_that_pair_with_nothing_run_alone_at_the_end() {
+        assert_eq!(
+            plan(&[Storage, Signin, Hashing, Framework, Mixed]),
+            Plan {
+                paired: vec![
+                    alone(Signin),
+                    after(Hashing, Signin),
+                    alone(Mixed),
+                    after(FrameworkBearer, Mixed),
+                ],
+                standalone: vec![Framework, Storage],
+            }
+        );
+    }
+
+    #[test]
+    fn baselines_alone_need_no_server() {
+        let plan = plan(&[Hashing, FrameworkBearer]);
+        assert!(plan.paired.is_empty());
+        assert!(plan.tessera().is_empty());
+        assert_eq!(plan.standalone, vec![FrameworkBearer, Hashing]);
+    }
+
+    #[test]
+    fn flood_has_no_baseline() {
+        assert_eq!(
+            plan(&[Flood]),
+            Plan {
+                paired: vec![alone(Flood)],
+                standalone: vec![],
+            }
+        );
+        let plan = plan(&[Flood, Refresh]);
+        assert_eq!(
+            plan.paired,
+            vec![alone(Flood), alone(Refresh), after(Storage, Refresh)]
+        );
+        assert_eq!(plan.tessera(), vec![Flood, Refresh]);
+    }
+
+    #[test]
+    fn labels_name_the_pairing() {
+        assert_eq!(after(Hashing, Signin).label(), "hashing (after signin)");
+        assert_eq!(alone(Storage).label(), "storage");
     }
 }
