@@ -4,20 +4,18 @@
 //! milliseconds per hash), so it runs on `workers` threads of its own, off
 //! the async workers, and at most `queue` more requests wait for one; past
 //! that the caller is told to come back (503) at once instead of piling up
-//! memory and latency. Each worker keeps its Argon2 memory between hashes:
-//! the pool's memory is `workers × m_cost`, however many hashes it runs
+//! memory and latency. Each worker keeps its Argon2 memory between hashes,
+//! so the pool holds at most `workers × m_cost` however many hashes it runs
 //! (freeing and reallocating 19 MiB per hash left the allocator holding
-//! hundreds of MiB).
+//! hundreds of MiB), and gives it back to the system once idle.
 
-use std::sync::{
-    Arc, Mutex, PoisonError,
-    mpsc::{self, Receiver, Sender},
-};
+use std::{sync::Arc, time::Duration};
 
 use argon2::{
     Algorithm, Argon2, Block, Params, Version,
     password_hash::phc::{Output, ParamsString, PasswordHash, Salt},
 };
+use flume::{Receiver, RecvTimeoutError, Sender};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::{
@@ -44,6 +42,9 @@ pub enum Verification {
     },
 }
 
+/// A worker idle this long frees its Argon2 memory.
+const RELEASE_IDLE_MEMORY_AFTER: Duration = Duration::from_secs(2);
+
 /// A worker's Argon2 memory, reused from one hash to the next.
 struct Memory(Vec<Block>);
 
@@ -54,7 +55,27 @@ impl Memory {
         }
         &mut self.0[..count]
     }
+
+    fn release(&mut self) {
+        if !self.0.is_empty() {
+            self.0 = Vec::new();
+            return_freed_memory_to_the_system();
+        }
+    }
 }
+
+/// glibc keeps freed blocks this large in its arenas; trimming hands them
+/// back, so an idle server's RSS does not carry the last burst of hashing.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn return_freed_memory_to_the_system() {
+    // SAFETY: malloc_trim takes no pointers and only releases free pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_freed_memory_to_the_system() {}
 
 type Job = Box<dyn FnOnce(&mut Memory) + Send>;
 
@@ -83,13 +104,12 @@ impl HashingPool {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n,
         };
-        let (jobs, receiver) = mpsc::channel::<Job>();
-        let receiver = Arc::new(Mutex::new(receiver));
+        let (jobs, receiver) = flume::unbounded::<Job>();
         for index in 0..workers {
-            let receiver = Arc::clone(&receiver);
+            let receiver = receiver.clone();
             std::thread::Builder::new()
                 .name(format!("tessera-hash-{index}"))
-                .spawn(move || work(&receiver))
+                .spawn(move || work(&receiver, RELEASE_IDLE_MEMORY_AFTER))
                 .map_err(|err| HashingError::Failed(err.to_string()))?;
         }
         let mut pool = HashingPool {
@@ -177,9 +197,12 @@ impl HashingSlot<'_> {
         let (reply, result) = oneshot::channel();
         // The admission permit lives until the hash is done, even if the
         // request is cancelled (client gone): the work still occupies a slot.
+        // It is released before the reply, so whoever the reply wakes finds
+        // the slot free again.
         let job: Job = Box::new(move |memory| {
-            let _ = reply.send(work(memory));
+            let output = work(memory);
             drop(admission);
+            let _ = reply.send(output);
         });
         self.pool
             .jobs
@@ -191,17 +214,15 @@ impl HashingSlot<'_> {
     }
 }
 
-/// A worker: takes jobs until the pool (every sender) is gone.
-fn work(receiver: &Mutex<Receiver<Job>>) {
+/// A worker: takes jobs until the pool (every sender) is gone, freeing its
+/// memory whenever it has been idle for `release_after`.
+fn work(receiver: &Receiver<Job>, release_after: Duration) {
     let mut memory = Memory(Vec::new());
     loop {
-        let job = receiver
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .recv();
-        match job {
+        match receiver.recv_timeout(release_after) {
             Ok(job) => job(&mut memory),
-            Err(_) => return,
+            Err(RecvTimeoutError::Timeout) => memory.release(),
+            Err(RecvTimeoutError::Disconnected) => return,
         }
     }
 }
@@ -395,7 +416,21 @@ mod tests {
         );
         release.send(()).unwrap();
         assert!(busy.await.unwrap().unwrap());
-        assert!(queued.await.unwrap().is_ok());
+        let queued = queued.await.unwrap();
+        assert!(queued.is_ok(), "{queued:?}");
+    }
+
+    #[tokio::test]
+    async fn idle_workers_free_their_memory() {
+        let pool = HashingPool::new(&settings(4)).await.unwrap();
+        tokio::time::sleep(RELEASE_IDLE_MEMORY_AFTER + Duration::from_millis(500)).await;
+        let held = pool
+            .reserve()
+            .unwrap()
+            .run(|memory| memory.0.len())
+            .await
+            .unwrap();
+        assert_eq!(held, 0);
     }
 
     #[tokio::test]
