@@ -44,6 +44,9 @@ followed at once by its baseline, while the server sits idle, so each ratio
 compares measurements taken back to back. Results: a table on stdout and JSON
 in --out.";
 
+/// How long the server sits without requests before its idle RSS is read.
+const IDLE_SETTLE: Duration = Duration::from_secs(3);
+
 #[derive(Parser)]
 #[command(version, about, long_about = LONG_ABOUT)]
 struct Cli {
@@ -315,6 +318,9 @@ impl SeededServer {
         } else {
             Err("not seeded".to_string())
         };
+        // Idle means idle: the server's hashing workers give their Argon2
+        // memory back after 2 s without work.
+        tokio::time::sleep(IDLE_SETTLE).await;
         report.idle_rss_kib = server.memory().ok().map(|m| m.rss_kib);
         Ok(SeededServer {
             server,
