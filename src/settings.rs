@@ -229,7 +229,7 @@ impl Settings {
             .into_iter()
             .filter(|(name, _)| name.starts_with("TESSERA__"))
             .collect();
-        let settings: Settings = config::Config::builder()
+        let mut settings: Settings = config::Config::builder()
             .add_source(config::File::from(dir.join("default.toml")))
             .add_source(config::File::from(
                 dir.join(format!("{}.toml", environment.as_str())),
@@ -249,7 +249,6 @@ impl Settings {
             )
             .build()?
             .try_deserialize()?;
-        let mut settings = settings;
         settings.environment = environment;
         settings.validate()?;
         Ok(settings)

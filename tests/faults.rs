@@ -50,10 +50,7 @@ async fn a_redis_outage_answers_503_fast_and_the_server_recovers_by_itself() {
     // By default the bearer check touches no storage.
     let me = app.get_with_token("/v1/me", &first.access_token).await;
     assert_eq!(me.status(), StatusCode::OK, "/v1/me while Redis is down");
-    let (status, ready) = readiness(&app).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
-    assert_eq!(ready["redis"], "unavailable", "{ready}");
-    assert_eq!(ready["database"], "ok", "{ready}");
+    assert_not_ready(&app, "redis", "database").await;
 
     // Redis comes back with its data (append-only file); the server is not restarted.
     let restarted = Instant::now();
@@ -207,10 +204,7 @@ async fn a_database_outage_answers_503_fast_keeps_sessions_working_and_recovers(
         StatusCode::NO_CONTENT,
         "signout, database down"
     );
-    let (status, ready) = readiness(&app).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
-    assert_eq!(ready["database"], "unavailable", "{ready}");
-    assert_eq!(ready["redis"], "ok", "{ready}");
+    assert_not_ready(&app, "database", "redis").await;
 
     let restored = Instant::now();
     away.restore().await;
@@ -252,6 +246,14 @@ async fn readiness(app: &TestApp) -> (StatusCode, Value) {
     let response = app.get("/health/ready").await;
     let status = response.status();
     (status, response.json().await.expect("readiness body"))
+}
+
+/// Readiness answers 503, naming `down` as unavailable and `up` as ok.
+async fn assert_not_ready(app: &TestApp, down: &str, up: &str) {
+    let (status, ready) = readiness(app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    assert_eq!(ready[down], "unavailable", "{ready}");
+    assert_eq!(ready[up], "ok", "{ready}");
 }
 
 /// Asserts that `request` answers the 503 `unavailable` problem within `limit`.

@@ -33,6 +33,12 @@ struct Credentials {
     password: StrictString,
 }
 
+impl Credentials {
+    fn into_parts(self) -> (String, String) {
+        (self.username.0, self.password.0)
+    }
+}
+
 /// A refresh token in the body; browsers may send `{}` and rely on the cookie.
 #[derive(Object)]
 struct RefreshRequest {
@@ -121,10 +127,7 @@ impl AuthApi {
         req: &Request,
         body: Json<Credentials>,
     ) -> Result<SignupResponse, Failure<SignupErrors>> {
-        let Credentials {
-            username: StrictString(username),
-            password: StrictString(password),
-        } = body.0;
+        let (username, password) = body.0.into_parts();
         let username = Username::parse(&username);
         let password = context
             .password_policy
@@ -162,10 +165,7 @@ impl AuthApi {
         req: &Request,
         body: Json<Credentials>,
     ) -> Result<TokenResponse, Failure<SigninErrors>> {
-        let Credentials {
-            username: StrictString(username),
-            password: StrictString(password),
-        } = body.0;
+        let (username, password) = body.0.into_parts();
         // Reserved before any I/O: under overload the refusal is cheap.
         let slot = context.hashing.reserve()?;
         let ip = context.client_ip.resolve(req);
