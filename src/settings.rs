@@ -543,6 +543,13 @@ mod tests {
     }
 
     #[test]
+    fn only_development_may_drop_the_secure_cookie() {
+        load("development", &[("session.cookie_secure", "false")]).unwrap();
+        let err = load("test", &[("session.cookie_secure", "false")]).unwrap_err();
+        assert!(err.to_string().contains("session.cookie_secure"), "{err}");
+    }
+
+    #[test]
     fn secrets_do_not_print() {
         let settings = load("development", &[]).unwrap();
         assert!(!format!("{settings:?}").contains(DEVELOPMENT_JWT_SECRET));
