@@ -1,14 +1,17 @@
-//! The Redis connection shared by sessions and rate limits: every key under
-//! the configured prefix, every call bounded by the command timeout.
+//! The Redis connection shared by sessions and rate limits: one server or a
+//! Redis Cluster, every key under the configured prefix, every call bounded
+//! by the command timeout.
 
 use std::time::Duration;
 
 use redis::{
-    Client,
-    aio::{ConnectionManager, ConnectionManagerConfig},
+    Client, Cmd, Pipeline, RedisFuture, Value,
+    aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig},
+    cluster::{ClusterClient, ClusterConfig},
+    cluster_async::ClusterConnection,
 };
 
-use crate::settings::RedisSettings;
+use crate::settings::{RedisEndpoint, RedisSettings};
 
 #[derive(Debug, thiserror::Error)]
 #[error("redis unavailable: {0}")]
@@ -26,33 +29,80 @@ impl From<redis::ParsingError> for RedisUnavailable {
     }
 }
 
+/// A connection to one Redis server or to a cluster; both reconnect by
+/// themselves, and both are cheap to clone per call.
+#[derive(Clone)]
+pub enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_command(cmd),
+            Connection::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(conn) => conn.get_db(),
+            Connection::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Keyspace {
-    connection: ConnectionManager,
+    connection: Connection,
     prefix: String,
     timeout: Duration,
 }
 
 impl Keyspace {
     /// Connects lazily: the server starts (and reports not ready) while Redis
-    /// is down, and the manager reconnects by itself when it returns.
+    /// is down, and the connection comes back by itself when Redis does.
     pub fn new(settings: &RedisSettings) -> Result<Self, RedisUnavailable> {
         let timeout = Duration::from_millis(settings.command_timeout_ms);
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let client = Client::open(settings.url.as_str())?;
+        let endpoint = settings.endpoint().map_err(RedisUnavailable)?;
+        let connection = match endpoint {
+            RedisEndpoint::Single(url) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                Connection::Single(ConnectionManager::new_lazy_with_config(
+                    Client::open(url.as_str())?,
+                    config,
+                )?)
+            }
+            RedisEndpoint::Cluster(nodes) => {
+                let client = ClusterClient::builder(nodes).retries(1).build()?;
+                let config = ClusterConfig::new()
+                    .set_connection_timeout(timeout)
+                    .set_response_timeout(timeout);
+                Connection::Cluster(client.get_pending_async_connection_with_config(config))
+            }
+        };
         Ok(Keyspace {
-            connection: ConnectionManager::new_lazy_with_config(client, config)?,
+            connection,
             prefix: settings.key_prefix.clone(),
             timeout,
         })
-    }
-
-    pub fn prefix(&self) -> &str {
-        &self.prefix
     }
 
     /// A key under the prefix.
@@ -62,10 +112,7 @@ impl Keyspace {
 
     /// Runs one call (command, pipeline or script) within the timeout, so an
     /// outage answers fast instead of hanging.
-    pub async fn run<T, F>(
-        &self,
-        call: impl FnOnce(ConnectionManager) -> F,
-    ) -> Result<T, RedisUnavailable>
+    pub async fn run<T, F>(&self, call: impl FnOnce(Connection) -> F) -> Result<T, RedisUnavailable>
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
@@ -75,7 +122,7 @@ impl Keyspace {
         }
     }
 
-    /// Readiness: one round-trip.
+    /// Readiness: one round-trip (to every primary, on a cluster).
     pub async fn ping(&self) -> Result<(), RedisUnavailable> {
         let _: String = self
             .run(|mut conn| async move { redis::cmd("PING").query_async(&mut conn).await })

@@ -7,13 +7,12 @@
 
 mod common;
 
-use std::{
-    net::TcpListener,
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use common::{Backend, STRONG_PASSWORD, TestApp, TokenPair, assert_problem, unique_username};
+use common::{
+    Backend, STRONG_PASSWORD, TestApp, TokenPair, assert_problem, redis_servers::PrivateRedis,
+    unique_username,
+};
 use reqwest::{Response, StatusCode};
 use sea_orm::{ConnectionTrait, Database, EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
@@ -296,120 +295,6 @@ async fn count_users(app: &TestApp) -> u64 {
         .expect("count users");
     db.close().await.ok();
     count
-}
-
-/// A `redis-server` owned by one test, on a port and data directory of its
-/// own, so the test can kill, stop and restart it. It keeps an append-only
-/// file synced on every write, so a restart brings back everything stored.
-/// Dropping it (also when the test panics) kills the process.
-struct PrivateRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    async fn start() -> PrivateRedis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let mut redis = PrivateRedis {
-            port,
-            dir: tempfile::tempdir().expect("temp dir"),
-            child: None,
-        };
-        redis.spawn().await;
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts `redis-server` (again) on the same port and directory and waits
-    /// until it answers PING.
-    async fn spawn(&mut self) {
-        assert!(self.child.is_none(), "redis-server is already running");
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        self.wait_until_it_answers().await;
-    }
-
-    async fn wait_until_it_answers(&mut self) {
-        let client = redis::Client::open(self.url()).expect("redis url");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let child = self.child.as_mut().expect("redis-server started");
-            if let Some(status) = child.try_wait().expect("redis-server status") {
-                panic!("redis-server on port {} exited: {status}", self.port);
-            }
-            let ping = async {
-                let mut conn = client.get_multiplexed_async_connection().await?;
-                redis::cmd("PING").query_async::<String>(&mut conn).await
-            };
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(500), ping).await {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on port {} does not answer",
-                self.port
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGKILL, as in a crash: no chance to close connections or save.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("kill redis-server");
-            child.wait().expect("reap redis-server");
-        }
-    }
-
-    /// SIGSTOP: the process hangs with its connections open.
-    fn pause(&self) {
-        self.signal("STOP");
-    }
-
-    /// SIGCONT after [`PrivateRedis::pause`].
-    fn resume(&self) {
-        self.signal("CONT");
-    }
-
-    fn signal(&self, name: &str) {
-        let pid = self.child.as_ref().expect("redis-server running").id();
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(pid.to_string())
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} {pid}");
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        // SIGKILL also ends a stopped process.
-        self.kill();
-    }
 }
 
 /// Takes a test's PostgreSQL database away from the running server by

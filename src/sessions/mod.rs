@@ -1,10 +1,13 @@
 //! Refresh sessions in Redis.
 //!
-//! Keys, all under the configured prefix:
-//! - `session:{id}`: a hash (user, created, last used, generation, rotation
-//!   time, absolute expiry, user agent, ip) whose TTL is the idle timeout,
-//!   reset on each refresh and never past the absolute lifetime;
-//! - `user:{id}:sessions`: a sorted set of the user's session ids scored by
+//! Keys, all under the configured prefix and all of one user in one Redis
+//! Cluster hash slot (the `{user id}` hash tag), so every script touches a
+//! single slot:
+//! - `{user id}:session:{session id}`: a hash (user, created, last used,
+//!   generation, rotation time, absolute expiry, user agent, ip) whose TTL is
+//!   the idle timeout, reset on each refresh and never past the absolute
+//!   lifetime;
+//! - `{user id}:sessions`: a sorted set of the user's session ids scored by
 //!   idle expiry, so listing and sign-out-all never see expired sessions.
 //!
 //! Every change is one Lua script, so concurrent refreshes cannot interleave.
@@ -39,9 +42,11 @@ pub enum Rotation {
     /// The presented token was current (or its predecessor within the grace
     /// window): `token` is the one to hand out.
     Rotated {
-        user_id: Uuid,
         token: RefreshToken,
         idle_expires_in: Duration,
+        /// The previous token within the grace window: `token` is the
+        /// successor an earlier refresh already handed out.
+        converged: bool,
     },
     /// Unknown, expired or revoked.
     Invalid,
@@ -107,7 +112,7 @@ impl SessionStore {
         let session_id = Uuid::now_v7();
         let mut invocation = self.scripts.create.prepare_invoke();
         invocation
-            .key(self.session_key(session_id))
+            .key(self.session_key(user_id, session_id))
             .key(self.user_index_key(user_id))
             .arg(session_id.to_string())
             .arg(user_id.to_string())
@@ -119,6 +124,7 @@ impl SessionStore {
         let idle_ms: u64 = self.invoke(invocation).await?;
         Ok(NewSession {
             token: RefreshToken {
+                user_id,
                 session_id,
                 generation: 0,
             },
@@ -129,8 +135,8 @@ impl SessionStore {
     pub async fn rotate(&self, presented: RefreshToken) -> Result<Rotation, SessionError> {
         let mut invocation = self.scripts.rotate.prepare_invoke();
         invocation
-            .key(self.session_key(presented.session_id))
-            .arg(self.keyspace.prefix())
+            .key(self.session_key(presented.user_id, presented.session_id))
+            .key(self.user_index_key(presented.user_id))
             .arg(presented.session_id.to_string())
             .arg(presented.generation)
             .arg(now_ms())
@@ -144,13 +150,16 @@ impl SessionStore {
                 let user: String = redis::from_redis_value(field(1))?;
                 let generation: u64 = redis::from_redis_value(field(2))?;
                 let idle_ms: u64 = redis::from_redis_value(field(3))?;
+                if user != presented.user_id.to_string() {
+                    return Err(corrupt("user id"));
+                }
                 Rotation::Rotated {
-                    user_id: user.parse().map_err(|_| corrupt("user id"))?,
                     token: RefreshToken {
-                        session_id: presented.session_id,
                         generation,
+                        ..presented
                     },
                     idle_expires_in: Duration::from_millis(idle_ms),
+                    converged: status == 2,
                 }
             }
             3 => Rotation::ReuseDetected,
@@ -158,31 +167,14 @@ impl SessionStore {
         })
     }
 
-    /// Revokes a session, whoever owns it. Idempotent.
-    pub async fn revoke(&self, session_id: Uuid) -> Result<(), SessionError> {
-        self.revoke_if_owned(session_id, None).await.map(|_| ())
-    }
-
-    /// Revokes a session if it is live and belongs to `user_id`.
-    pub async fn revoke_owned(
-        &self,
-        user_id: Uuid,
-        session_id: Uuid,
-    ) -> Result<bool, SessionError> {
-        self.revoke_if_owned(session_id, Some(user_id)).await
-    }
-
-    async fn revoke_if_owned(
-        &self,
-        session_id: Uuid,
-        owner: Option<Uuid>,
-    ) -> Result<bool, SessionError> {
+    /// Revokes a session if it is live and belongs to `user_id`. Idempotent.
+    pub async fn revoke(&self, user_id: Uuid, session_id: Uuid) -> Result<bool, SessionError> {
         let mut invocation = self.scripts.revoke.prepare_invoke();
         invocation
-            .key(self.session_key(session_id))
-            .arg(self.keyspace.prefix())
+            .key(self.session_key(user_id, session_id))
+            .key(self.user_index_key(user_id))
             .arg(session_id.to_string())
-            .arg(owner.map(|id| id.to_string()).unwrap_or_default());
+            .arg(user_id.to_string());
         let revoked: u8 = self.invoke(invocation).await?;
         Ok(revoked == 1)
     }
@@ -191,8 +183,7 @@ impl SessionStore {
         let mut invocation = self.scripts.revoke_all.prepare_invoke();
         invocation
             .key(self.user_index_key(user_id))
-            .arg(self.keyspace.prefix())
-            .arg(user_id.to_string());
+            .arg(self.session_key_prefix(user_id));
         self.invoke(invocation).await
     }
 
@@ -200,7 +191,7 @@ impl SessionStore {
         let mut invocation = self.scripts.list.prepare_invoke();
         invocation
             .key(self.user_index_key(user_id))
-            .arg(self.keyspace.prefix())
+            .arg(self.session_key_prefix(user_id))
             .arg(now_ms());
         let flat: Vec<String> = self.invoke(invocation).await?;
         flat.chunks_exact(6)
@@ -224,8 +215,8 @@ impl SessionStore {
             .collect()
     }
 
-    pub async fn is_live(&self, session_id: Uuid) -> Result<bool, SessionError> {
-        let key = self.session_key(session_id);
+    pub async fn is_live(&self, user_id: Uuid, session_id: Uuid) -> Result<bool, SessionError> {
+        let key = self.session_key(user_id, session_id);
         self.keyspace
             .run(|mut conn| async move { redis::cmd("EXISTS").arg(key).query_async(&mut conn).await })
             .await
@@ -245,12 +236,17 @@ impl SessionStore {
             .await
     }
 
-    fn session_key(&self, session_id: Uuid) -> String {
-        self.keyspace.key(format_args!("session:{session_id}"))
+    /// The braces are a Redis Cluster hash tag: a user's keys share one slot.
+    fn session_key_prefix(&self, user_id: Uuid) -> String {
+        self.keyspace.key(format_args!("{{{user_id}}}:session:"))
+    }
+
+    fn session_key(&self, user_id: Uuid, session_id: Uuid) -> String {
+        format!("{}{session_id}", self.session_key_prefix(user_id))
     }
 
     fn user_index_key(&self, user_id: Uuid) -> String {
-        self.keyspace.key(format_args!("user:{user_id}:sessions"))
+        self.keyspace.key(format_args!("{{{user_id}}}:sessions"))
     }
 }
 

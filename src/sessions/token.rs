@@ -1,10 +1,12 @@
 //! Opaque refresh tokens derived from a server key, so Redis never holds a
 //! usable token: it keeps only each session's generation counter.
 //!
-//! `tsr_` + base64url(session id ‖ generation ‖ HMAC-SHA256(key, both)).
+//! `tsr_` + base64url(user id ‖ session id ‖ generation ‖ HMAC-SHA256(key, all three)).
 //! The 256-bit MAC is what cannot be guessed; the same (session, generation)
 //! always gives the same token, which is how concurrent refreshes within the
-//! grace window converge on one successor.
+//! grace window converge on one successor. The user id names the Redis hash
+//! slot the session lives in (see `sessions`), so a token finds its session on
+//! a Redis Cluster without a lookup.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
@@ -14,9 +16,9 @@ use uuid::Uuid;
 use crate::settings::SessionSettings;
 
 const PREFIX: &str = "tsr_";
-const MAC_DOMAIN: &[u8] = b"tessera.refresh.v1";
+const MAC_DOMAIN: &[u8] = b"tessera.refresh.v2";
 const MAC_LEN: usize = 32;
-const RAW_LEN: usize = 16 + 8 + MAC_LEN;
+const RAW_LEN: usize = 16 + 16 + 8 + MAC_LEN;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -25,6 +27,7 @@ type HmacSha256 = Hmac<Sha256>;
 /// session store's question).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefreshToken {
+    pub user_id: Uuid,
     pub session_id: Uuid,
     pub generation: u64,
 }
@@ -46,6 +49,7 @@ impl RefreshTokenKeys {
 
     pub fn issue(&self, token: RefreshToken) -> String {
         let mut raw = Vec::with_capacity(RAW_LEN);
+        raw.extend_from_slice(token.user_id.as_bytes());
         raw.extend_from_slice(token.session_id.as_bytes());
         raw.extend_from_slice(&token.generation.to_be_bytes());
         raw.extend_from_slice(&mac(&self.keys[0], &raw).finalize().into_bytes());
@@ -67,8 +71,9 @@ impl RefreshTokenKeys {
             .iter()
             .any(|key| mac(key, body).verify_slice(tag).is_ok())
             .then(|| RefreshToken {
-                session_id: Uuid::from_slice(&body[..16]).expect("16 bytes"),
-                generation: u64::from_be_bytes(body[16..24].try_into().expect("8 bytes")),
+                user_id: Uuid::from_slice(&body[..16]).expect("16 bytes"),
+                session_id: Uuid::from_slice(&body[16..32]).expect("16 bytes"),
+                generation: u64::from_be_bytes(body[32..40].try_into().expect("8 bytes")),
             })
     }
 }
@@ -92,6 +97,7 @@ mod tests {
 
     fn token(generation: u64) -> RefreshToken {
         RefreshToken {
+            user_id: Uuid::now_v7(),
             session_id: Uuid::now_v7(),
             generation,
         }
@@ -102,7 +108,7 @@ mod tests {
         let keys = keys(&["k"]);
         let issued = token(7);
         let text = keys.issue(issued);
-        assert!(text.starts_with("tsr_") && text.len() == 4 + 75, "{text}");
+        assert!(text.starts_with("tsr_") && text.len() == 4 + 96, "{text}");
         assert_eq!(keys.verify(&text), Some(issued));
     }
 
@@ -152,23 +158,23 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn arbitrary_input_never_panics_or_verifies(raw in "\\PC{0,120}") {
+        fn arbitrary_input_never_panics_or_verifies(raw in "\\PC{0,140}") {
             proptest::prop_assert_eq!(keys(&["k"]).verify(&raw), None);
             let prefixed = format!("tsr_{raw}");
             proptest::prop_assert_eq!(keys(&["k"]).verify(&prefixed), None);
         }
 
         #[test]
-        fn issued_tokens_round_trip(id in proptest::prelude::any::<u128>(), generation in proptest::prelude::any::<u64>()) {
+        fn issued_tokens_round_trip(user in proptest::prelude::any::<u128>(), id in proptest::prelude::any::<u128>(), generation in proptest::prelude::any::<u64>()) {
             let keys = keys(&["k"]);
-            let token = RefreshToken { session_id: Uuid::from_u128(id), generation };
+            let token = RefreshToken { user_id: Uuid::from_u128(user), session_id: Uuid::from_u128(id), generation };
             proptest::prop_assert_eq!(keys.verify(&keys.issue(token)), Some(token));
         }
 
         #[test]
-        fn any_single_change_is_rejected(generation in 0u64..1000, at in 4usize..79, replacement in "[A-Za-z0-9_-]") {
+        fn any_single_change_is_rejected(generation in 0u64..1000, at in 4usize..100, replacement in "[A-Za-z0-9_-]") {
             let keys = keys(&["k"]);
-            let text = keys.issue(RefreshToken { session_id: Uuid::from_u128(7), generation });
+            let text = keys.issue(RefreshToken { user_id: Uuid::from_u128(3), session_id: Uuid::from_u128(7), generation });
             let mut changed = text.clone();
             changed.replace_range(at..at + 1, &replacement);
             if changed != text {

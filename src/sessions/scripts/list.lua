@@ -1,12 +1,13 @@
 -- Lists a user's live sessions, pruning index entries whose session is gone.
--- KEYS[1] the user's session index; ARGV: key prefix, now (ms)
+-- KEYS[1] the user's session index; ARGV: the user's session key prefix
+-- (its session hashes share the index's hash slot), now (ms)
 -- Returns a flat list: id, created, last_used, idle expiry (ms), user agent, ip; repeated.
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 local live = {}
 for i = 1, #entries, 2 do
   local sid, expires = entries[i], entries[i + 1]
-  local f = redis.call('HMGET', ARGV[1] .. 'session:' .. sid, 'created', 'last_used', 'ua', 'ip')
+  local f = redis.call('HMGET', ARGV[1] .. sid, 'created', 'last_used', 'ua', 'ip')
   if f[1] then
     for _, v in ipairs({sid, f[1], f[2], expires, f[3], f[4]}) do
       table.insert(live, v)

@@ -1,11 +1,10 @@
--- Revokes one session, if it belongs to the given user (or to anyone, when ARGV[3] is empty).
--- KEYS[1] session hash
--- ARGV: key prefix, session id, expected user id or ''
+-- Revokes one session of a user.
+-- KEYS[1] session hash, KEYS[2] the user's session index (one hash slot)
+-- ARGV: session id, user id
 -- Returns 1 when a live session was revoked, else 0.
-local uid = redis.call('HGET', KEYS[1], 'uid')
-if not uid or (ARGV[3] ~= '' and uid ~= ARGV[3]) then
+if redis.call('HGET', KEYS[1], 'uid') ~= ARGV[2] then
   return 0
 end
 redis.call('DEL', KEYS[1])
-redis.call('ZREM', ARGV[1] .. 'user:' .. uid .. ':sessions', ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
