@@ -1,7 +1,12 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tessera::{app, database, settings::Settings, telemetry};
+use tessera::{
+    admin::{self, SessionsCommand, UsersCommand},
+    app, database,
+    settings::Settings,
+    telemetry,
+};
 
 /// Tessera: a stateless token authentication server.
 #[derive(Parser)]
@@ -19,6 +24,12 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document and exit.
     Openapi,
+    /// Manage users (same database and Redis settings as the server).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Inspect and revoke a user's refresh sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
 }
 
 #[tokio::main]
@@ -35,13 +46,20 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    telemetry::init(&settings.log.filter);
     let result = match command {
-        Command::Migrate => database::connect_and_migrate(&settings.database)
-            .await
-            .map(|_| tracing::info!("migrations applied"))
-            .map_err(|err| err.to_string()),
-        _ => serve(settings).await,
+        Command::Users(command) => report(admin::users(&settings, command).await),
+        Command::Sessions(command) => report(admin::sessions(&settings, command).await),
+        Command::Migrate => {
+            telemetry::init(&settings.log.filter);
+            database::connect_and_migrate(&settings.database)
+                .await
+                .map(|_| tracing::info!("migrations applied"))
+                .map_err(|err| err.to_string())
+        }
+        Command::Serve | Command::Openapi => {
+            telemetry::init(&settings.log.filter);
+            serve(settings).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -51,6 +69,14 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// An operator command's outcome: its text on standard output, or the error
+/// (printed by `main`). Logging stays quiet unless `RUST_LOG` asks.
+fn report(outcome: Result<String, admin::AdminError>) -> Result<(), String> {
+    let text = outcome.map_err(|err| err.to_string())?;
+    println!("{text}");
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> Result<(), String> {

@@ -95,6 +95,7 @@ async fn weaker_stored_hashes_are_upgraded_on_signin() {
         password_hash: Set(weak.clone()),
         created_at: Set(now),
         updated_at: Set(now),
+        disabled_at: Set(None),
     }
     .insert(&db)
     .await

@@ -1,0 +1,229 @@
+//! The operator CLI (`tessera users …`, `tessera sessions …`), run as the real
+//! binary against a running test server's database and Redis prefix.
+
+mod common;
+
+use std::{
+    io::Write,
+    process::{Command, Output, Stdio},
+};
+
+use common::{Backend, STRONG_PASSWORD, TestApp, TokenPair, assert_problem, unique_username};
+use reqwest::StatusCode;
+
+/// Runs `tessera ARGS…` on the server's storage, `stdin` piped in.
+fn tessera(app: &TestApp, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("TESSERA_ENV", "test")
+        .env("TESSERA__DATABASE__URL", &app.database_url)
+        .env("TESSERA__REDIS__URL", common::redis_url())
+        .env("TESSERA__REDIS__KEY_PREFIX", &app.key_prefix)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the tessera binary");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("tessera output")
+}
+
+/// Succeeds and returns standard output.
+fn ok(app: &TestApp, args: &[&str]) -> String {
+    let output = tessera(app, args, "");
+    assert!(
+        output.status.success(),
+        "tessera {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+/// Fails with a non-zero exit and a message on standard error; returns it.
+fn fails(app: &TestApp, args: &[&str], stdin: &str) -> String {
+    let output = tessera(app, args, stdin);
+    assert!(!output.status.success(), "tessera {args:?} succeeded");
+    assert!(output.stdout.is_empty(), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).expect("utf-8 output");
+    assert!(stderr.starts_with("tessera: "), "{stderr}");
+    stderr
+}
+
+async fn users_create_list_disable_enable_delete(backend: Backend) {
+    let app = TestApp::with(backend).start().await;
+    let username = unique_username();
+
+    // Created from the CLI, with the password on standard input; it signs in.
+    let output = tessera(
+        &app,
+        &["users", "create", &username.to_uppercase()],
+        &format!("{STRONG_PASSWORD}\n"),
+    );
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with(&format!("created user {username} (")),
+        "{stdout}"
+    );
+    let tokens = app.sign_in_ok(&username).await;
+    let listed = ok(&app, &["users", "list"]);
+    let row = listed
+        .lines()
+        .find(|l| l.contains(&username))
+        .expect("listed");
+    assert!(row.ends_with("active"), "{listed}");
+    assert!(listed.starts_with("ID "), "{listed}");
+
+    // Its sessions, listed and revoked one by one.
+    let second = app.sign_in_ok(&username).await;
+    let sessions = ok(&app, &["sessions", "list", &username]);
+    assert_eq!(sessions.lines().count(), 3, "{sessions}");
+    assert!(
+        sessions.contains(&second.session_id.to_string()),
+        "{sessions}"
+    );
+    let revoked = ok(
+        &app,
+        &[
+            "sessions",
+            "revoke",
+            &username,
+            &second.session_id.to_string(),
+        ],
+    );
+    assert!(revoked.contains("revoked session"), "{revoked}");
+    assert_eq!(
+        app.refresh(&second.refresh_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    // Disabled: sessions revoked at once, sign-in and /v1/me refused.
+    let disabled = ok(&app, &["users", "disable", &username]);
+    assert!(disabled.contains("1 session(s) revoked"), "{disabled}");
+    assert_problem(
+        app.refresh(&tokens.refresh_token).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    assert_problem(
+        app.signin(&username, STRONG_PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_credentials",
+    )
+    .await;
+    assert_problem(
+        app.get_with_token("/v1/me", &tokens.access_token).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    let listed = ok(&app, &["users", "list"]);
+    let row = listed.lines().find(|l| l.contains(&username)).unwrap();
+    assert!(row.contains("disabled 20"), "{listed}");
+    // The name stays taken while the account is disabled.
+    assert_eq!(
+        app.signup(&username, STRONG_PASSWORD).await.status(),
+        StatusCode::CONFLICT
+    );
+
+    // Enabled again (by id this time): signs in.
+    let id = row.split_whitespace().next().unwrap().to_owned();
+    ok(&app, &["users", "enable", &id]);
+    let again: TokenPair = app.sign_in_ok(&username).await;
+
+    // Deleted: sessions revoked, sign-in refused, the name free again.
+    let deleted = ok(&app, &["users", "delete", &username]);
+    assert!(deleted.contains("1 session(s) revoked"), "{deleted}");
+    assert_eq!(
+        app.refresh(&again.refresh_token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.signin(&username, STRONG_PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(!ok(&app, &["users", "list"]).contains(&username));
+    assert_eq!(
+        app.signup(&username, STRONG_PASSWORD).await.status(),
+        StatusCode::CREATED
+    );
+}
+
+async fn sessions_revoke_without_an_id_revokes_them_all(backend: Backend) {
+    let app = TestApp::with(backend).start().await;
+    let (username, first) = app.new_session().await;
+    let second = app.sign_in_ok(&username).await;
+    let revoked = ok(&app, &["sessions", "revoke", &username]);
+    assert!(revoked.starts_with("revoked 2 session(s)"), "{revoked}");
+    for tokens in [first, second] {
+        assert_eq!(
+            app.refresh(&tokens.refresh_token).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let sessions = ok(&app, &["sessions", "list", &username]);
+    assert_eq!(sessions.lines().count(), 1, "{sessions}");
+}
+
+on_both_backends!(
+    users_create_list_disable_enable_delete,
+    sessions_revoke_without_an_id_revokes_them_all
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mistakes_exit_non_zero_with_a_message_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let (username, tokens) = app.new_session().await;
+
+    let stderr = fails(&app, &["users", "disable", "nobody-here"], "");
+    assert!(stderr.contains("no user nobody-here"), "{stderr}");
+    let stderr = fails(&app, &["users", "delete", "Not a name!"], "");
+    assert!(
+        stderr.contains("neither a user id nor a valid username"),
+        "{stderr}"
+    );
+    let stderr = fails(
+        &app,
+        &[
+            "sessions",
+            "revoke",
+            &username,
+            &uuid::Uuid::now_v7().to_string(),
+        ],
+        "",
+    );
+    assert!(stderr.contains("has no live session"), "{stderr}");
+
+    // The password policy of sign-up applies, and nothing echoes the password.
+    let weak = "abcabcabcabc";
+    let stderr = fails(
+        &app,
+        &["users", "create", "someone-new"],
+        &format!("{weak}\n"),
+    );
+    assert!(stderr.contains("too_weak"), "{stderr}");
+    assert!(!stderr.contains(weak), "{stderr}");
+    let stderr = fails(
+        &app,
+        &["users", "create", &username],
+        &format!("{STRONG_PASSWORD}\n"),
+    );
+    assert!(stderr.contains("already taken"), "{stderr}");
+
+    // Unknown commands are clap's usage errors, also non-zero.
+    let output = tessera(&app, &["users", "frobnicate"], "");
+    assert!(!output.status.success());
+
+    assert_eq!(
+        app.refresh(&tokens.refresh_token).await.status(),
+        StatusCode::OK
+    );
+    assert!(!ok(&app, &["users", "list"]).contains("someone-new"));
+}
