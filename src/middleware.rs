@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use poem::{
-    Endpoint, IntoResponse, Middleware, Request, Response, Result,
+    Endpoint, IntoResponse, Middleware, PathPattern, Request, Response, Result,
     error::ReadBodyError,
     http::{HeaderValue, header},
     web::headers::{ContentLength, HeaderMapExt},
@@ -67,10 +67,18 @@ pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> Result<Resp
 pub async fn problem_responses<E: Endpoint>(next: E, req: Request) -> Result<Response> {
     Ok(match next.call(req).await {
         Ok(response) => response.into_response(),
-        Err(err) => match err.downcast::<ApiError>() {
-            Ok(api_error) => api_error.into_problem_response(),
-            Err(other) => ApiError::from_framework(&other).into_problem_response(),
-        },
+        Err(err) => {
+            // The matched route stays known to the metrics outside this boundary.
+            let route = err.data::<PathPattern>().cloned();
+            let mut response = match err.downcast::<ApiError>() {
+                Ok(api_error) => api_error.into_problem_response(),
+                Err(other) => ApiError::from_framework(&other).into_problem_response(),
+            };
+            if let Some(route) = route {
+                response.set_data(route);
+            }
+            response
+        }
     })
 }
 

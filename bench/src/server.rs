@@ -83,6 +83,7 @@ impl Server {
             .env("TESSERA_ENV", "development")
             .env("TESSERA_CONFIG_DIR", &config_dir)
             .env("TESSERA__SERVER__BIND", "127.0.0.1:0")
+            .env("TESSERA__METRICS__BIND", "127.0.0.1:0")
             .env("TESSERA__DATABASE__URL", &database_url)
             .env("TESSERA__REDIS__URL", &options.redis_url)
             .env("TESSERA__REDIS__KEY_PREFIX", &options.key_prefix)

@@ -12,6 +12,7 @@ use crate::{
     auth::hashing::Verification,
     domain::{PasswordAttempt, Username},
     error::{ApiError, Failure, error_set},
+    metrics::{RefreshOutcome, SigninOutcome},
     sessions::{ClientInfo, RefreshToken, Rotation},
     users::User,
 };
@@ -165,47 +166,14 @@ impl AuthApi {
         req: &Request,
         body: Json<Credentials>,
     ) -> Result<TokenResponse, Failure<SigninErrors>> {
-        let (username, password) = body.0.into_parts();
-        // Reserved before any I/O: under overload the refusal is cheap.
-        let slot = context.hashing.reserve()?;
-        let ip = context.client_ip.resolve(req);
-        context.rate_limits.check_signin(&username, ip).await?;
-        // An unparseable name cannot exist, but it still costs one hash.
-        let credentials = match Username::parse(&username) {
-            Ok(username) => context.users.find_credentials(&username).await?,
-            Err(_) => None,
-        };
-        let (user, stored_hash) = match credentials {
-            Some(found) => (Some(found.user), Some(found.password_hash)),
-            None => (None, None),
-        };
-        let verification = slot
-            .verify(PasswordAttempt::new(password), stored_hash)
-            .await?;
-        let (Some(user), Verification::Match { upgraded_hash }) = (user, verification) else {
-            context
-                .rate_limits
-                .record_signin_failure(&username, ip)
-                .await?;
-            return Err(ApiError::InvalidCredentials.into());
-        };
-        if let Some(hash) = upgraded_hash {
-            // The old hash still verifies; failing to upgrade it is not the caller's problem.
-            if let Err(err) = context.users.update_password_hash(user.id, hash).await {
-                tracing::warn!(error = %err, "could not store an upgraded password hash");
-            }
-        }
-        let client = ClientInfo {
-            user_agent: user_agent(req),
-            ip: Some(ip.to_string()),
-        };
-        let session = context.sessions.create(user.id, client).await?;
-        Ok(token_response(
-            &context,
-            user.id,
-            session.token,
-            session.idle_expires_in,
-        )?)
+        let result = sign_in(&context, req, body.0).await;
+        context.metrics.signin(match &result {
+            Ok(_) => SigninOutcome::Success,
+            Err(ApiError::InvalidCredentials) => SigninOutcome::Invalid,
+            Err(ApiError::RateLimited { .. }) => SigninOutcome::Limited,
+            Err(_) => SigninOutcome::Unavailable,
+        });
+        Ok(result?)
     }
 
     /// Refresh the token pair
@@ -220,24 +188,19 @@ impl AuthApi {
         req: &Request,
         body: Json<RefreshRequest>,
     ) -> Result<TokenResponse, Failure<RefreshErrors>> {
-        let presented =
-            presented_refresh_token(&context, req, body.0).ok_or(ApiError::InvalidToken)?;
-        context
-            .rate_limits
-            .hit_refresh(presented.session_id)
-            .await?;
-        match context.sessions.rotate(presented).await? {
-            Rotation::Rotated {
-                user_id,
-                token,
-                idle_expires_in,
-            } => Ok(token_response(&context, user_id, token, idle_expires_in)?),
-            Rotation::ReuseDetected => {
-                tracing::warn!(session_id = %presented.session_id, "refresh token reuse: session revoked");
-                Err(ApiError::InvalidToken.into())
+        let (outcome, result) = match refresh_session(&context, req, body.0).await {
+            Ok(rotation) => rotation,
+            Err(err) => {
+                let outcome = match err {
+                    ApiError::RateLimited { .. } => RefreshOutcome::Limited,
+                    ApiError::InvalidToken => RefreshOutcome::Invalid,
+                    _ => RefreshOutcome::Unavailable,
+                };
+                (outcome, Err(err))
             }
-            Rotation::Invalid => Err(ApiError::InvalidToken.into()),
-        }
+        };
+        context.metrics.refresh(outcome);
+        Ok(result?)
     }
 
     /// Sign out
@@ -252,7 +215,10 @@ impl AuthApi {
         body: Json<RefreshRequest>,
     ) -> Result<SignoutResponse, Failure<SignoutErrors>> {
         if let Some(token) = presented_refresh_token(&context, req, body.0) {
-            context.sessions.revoke(token.session_id).await?;
+            context
+                .sessions
+                .revoke(token.user_id, token.session_id)
+                .await?;
         }
         Ok(SignoutResponse::SignedOut(context.refresh_cookie.clear()))
     }
@@ -271,6 +237,83 @@ impl AuthApi {
     }
 }
 
+/// Sign-in proper; the handler counts its outcome.
+async fn sign_in(
+    context: &Context<'_>,
+    req: &Request,
+    credentials: Credentials,
+) -> Result<TokenResponse, ApiError> {
+    let (username, password) = credentials.into_parts();
+    // Reserved before any I/O: under overload the refusal is cheap.
+    let slot = context.hashing.reserve()?;
+    let ip = context.client_ip.resolve(req);
+    context.rate_limits.check_signin(&username, ip).await?;
+    // An unparseable name cannot exist, but it still costs one hash.
+    let credentials = match Username::parse(&username) {
+        Ok(username) => context.users.find_credentials(&username).await?,
+        Err(_) => None,
+    };
+    let (user, stored_hash) = match credentials {
+        Some(found) => (Some(found.user), Some(found.password_hash)),
+        None => (None, None),
+    };
+    let verification = slot
+        .verify(PasswordAttempt::new(password), stored_hash)
+        .await?;
+    let (Some(user), Verification::Match { upgraded_hash }) = (user, verification) else {
+        context
+            .rate_limits
+            .record_signin_failure(&username, ip)
+            .await?;
+        return Err(ApiError::InvalidCredentials);
+    };
+    if let Some(hash) = upgraded_hash {
+        // The old hash still verifies; failing to upgrade it is not the caller's problem.
+        if let Err(err) = context.users.update_password_hash(user.id, hash).await {
+            tracing::warn!(error = %err, "could not store an upgraded password hash");
+        }
+    }
+    let client = ClientInfo {
+        user_agent: user_agent(req),
+        ip: Some(ip.to_string()),
+    };
+    let session = context.sessions.create(user.id, client).await?;
+    token_response(context, session.token, session.idle_expires_in)
+}
+
+/// Refresh proper. Failures before the rotation are the outer error; the
+/// rotation's own result comes with its outcome (for metrics).
+async fn refresh_session(
+    context: &Context<'_>,
+    req: &Request,
+    body: RefreshRequest,
+) -> Result<(RefreshOutcome, Result<TokenResponse, ApiError>), ApiError> {
+    let presented = presented_refresh_token(context, req, body).ok_or(ApiError::InvalidToken)?;
+    context
+        .rate_limits
+        .hit_refresh(presented.session_id)
+        .await?;
+    match context.sessions.rotate(presented).await? {
+        Rotation::Rotated {
+            token,
+            idle_expires_in,
+            converged,
+        } => {
+            let outcome = if converged {
+                RefreshOutcome::Converged
+            } else {
+                RefreshOutcome::Rotated
+            };
+            Ok((outcome, token_response(context, token, idle_expires_in)))
+        }
+        Rotation::ReuseDetected => {
+            tracing::warn!(session_id = %presented.session_id, "refresh token reuse: session revoked");
+            Ok((RefreshOutcome::ReuseDetected, Err(ApiError::InvalidToken)))
+        }
+        Rotation::Invalid => Ok((RefreshOutcome::Invalid, Err(ApiError::InvalidToken))),
+    }
+}
+
 /// The authenticated refresh token from the body, or else from the cookie.
 fn presented_refresh_token(
     context: &Context<'_>,
@@ -286,13 +329,12 @@ fn presented_refresh_token(
 
 fn token_response(
     context: &Context<'_>,
-    user_id: Uuid,
     token: RefreshToken,
     idle_expires_in: Duration,
 ) -> Result<TokenResponse, ApiError> {
     let access_token = context
         .access_tokens
-        .issue(user_id, token.session_id)
+        .issue(token.user_id, token.session_id)
         .map_err(|err| {
             tracing::error!(error = %err, "cannot sign an access token");
             ApiError::Internal

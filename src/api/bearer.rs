@@ -41,7 +41,7 @@ async fn check_access_token(
     if context.check_session_on_access
         && !context
             .sessions
-            .is_live(claims.sid)
+            .is_live(claims.sub, claims.sid)
             .await
             .map_err(ApiError::from)?
     {

@@ -22,7 +22,10 @@ struct SessionView {
     last_used_at: DateTime<Utc>,
     /// When the session expires unless refreshed before.
     idle_expires_at: DateTime<Utc>,
+    /// `null` when the client sent none.
+    #[oai(nullable)]
     user_agent: Option<String>,
+    #[oai(nullable)]
     ip: Option<String>,
     /// Whether this is the session of the access token making the request.
     current: bool,
@@ -60,10 +63,10 @@ impl MeApi {
         context: Context<'_>,
         auth: Bearer,
     ) -> Result<MeResponse, Failure<GetMeErrors>> {
-        // A valid token for a user that no longer exists proves nothing.
+        // A valid token for a user that no longer exists, or was disabled, proves nothing.
         let user = context
             .users
-            .find_by_id(auth.0.user_id)
+            .find_active(auth.0.user_id)
             .await?
             .ok_or(ApiError::InvalidToken)?;
         Ok(MeResponse::Ok(Json(user.into())))
@@ -98,7 +101,7 @@ impl MeApi {
         id: Path<Uuid>,
     ) -> Result<RevokeResponse, Failure<RevokeSessionErrors>> {
         // Another user's session is as absent as a dead one: no oracle.
-        if context.sessions.revoke_owned(auth.0.user_id, id.0).await? {
+        if context.sessions.revoke(auth.0.user_id, id.0).await? {
             Ok(RevokeResponse::Revoked)
         } else {
             Err(ApiError::NotFound.into())

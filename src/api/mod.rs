@@ -20,6 +20,7 @@ pub use cookie::RefreshCookie;
 use crate::{
     auth::{hashing::HashingPool, jwt::AccessTokens},
     domain::PasswordPolicy,
+    metrics::Metrics,
     rate_limit::RateLimiter,
     sessions::{RefreshTokenKeys, SessionStore},
     users::UserStore,
@@ -38,6 +39,7 @@ pub struct ApiContext {
     pub client_ip: ClientIpResolver,
     /// Whether the bearer check also requires the session to be live.
     pub check_session_on_access: bool,
+    pub metrics: Arc<Metrics>,
 }
 
 #[derive(Tags)]

@@ -9,7 +9,13 @@
 //! (freeing and reallocating 19 MiB per hash left the allocator holding
 //! hundreds of MiB), and gives it back to the system once idle.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use argon2::{
     Algorithm, Argon2, Block, Params, Version,
@@ -85,6 +91,10 @@ pub struct HashingPool {
     jobs: Sender<Job>,
     /// One permit per request allowed in (running or waiting).
     admitted: Arc<Semaphore>,
+    /// Permits in all: workers plus queue.
+    capacity: usize,
+    /// Hashes being computed now.
+    running: Arc<AtomicUsize>,
     /// Verified against when the user does not exist, so that an unknown
     /// user costs the same time as a wrong password.
     dummy_hash: Arc<str>,
@@ -112,10 +122,13 @@ impl HashingPool {
                 .spawn(move || work(&receiver, RELEASE_IDLE_MEMORY_AFTER))
                 .map_err(|err| HashingError::Failed(err.to_string()))?;
         }
+        let capacity = workers + settings.hashing_queue;
         let mut pool = HashingPool {
             params,
             jobs,
-            admitted: Arc::new(Semaphore::new(workers + settings.hashing_queue)),
+            admitted: Arc::new(Semaphore::new(capacity)),
+            capacity,
+            running: Arc::new(AtomicUsize::new(0)),
             dummy_hash: Arc::from(""),
         };
         let dummy_params = pool.params.clone();
@@ -133,6 +146,16 @@ impl HashingPool {
         Ok(pool)
     }
 
+    /// Hashes running now and requests holding a slot while they wait.
+    pub fn load(&self) -> HashingLoad {
+        let active = self.running.load(Ordering::Relaxed);
+        let admitted = self.capacity - self.admitted.available_permits();
+        HashingLoad {
+            active,
+            queued: admitted.saturating_sub(active),
+        }
+    }
+
     /// Takes a place (on a worker or in the queue) for one hash, or refuses
     /// at once when every place is taken. Handlers reserve before any other
     /// work, so shedding load costs next to nothing.
@@ -145,6 +168,13 @@ impl HashingPool {
             admission,
         })
     }
+}
+
+/// A snapshot of the pool's load, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HashingLoad {
+    pub active: usize,
+    pub queued: usize,
 }
 
 /// A reserved place for one hash; dropping it unused gives the place back.
@@ -199,8 +229,11 @@ impl HashingSlot<'_> {
         // request is cancelled (client gone): the work still occupies a slot.
         // It is released before the reply, so whoever the reply wakes finds
         // the slot free again.
+        let running = Arc::clone(&self.pool.running);
         let job: Job = Box::new(move |memory| {
+            running.fetch_add(1, Ordering::Relaxed);
             let output = work(memory);
+            running.fetch_sub(1, Ordering::Relaxed);
             drop(admission);
             let _ = reply.send(output);
         });
