@@ -2,6 +2,8 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use tokio::sync::watch;
+
 use poem::{
     EndpointExt, Route, Server,
     endpoint::BoxEndpoint,
@@ -16,10 +18,11 @@ use crate::{
     database,
     domain::PasswordPolicy,
     keyspace::Keyspace,
+    metrics::{Metrics, Scrape, record_requests},
     middleware::{BodyLimit, log_request, problem_responses, security_headers},
     rate_limit::RateLimiter,
     sessions::{RefreshTokenKeys, SessionStore},
-    settings::Settings,
+    settings::{Secret, Settings},
     users::UserStore,
 };
 
@@ -45,14 +48,23 @@ pub struct App {
     acceptor: TcpAcceptor,
     endpoint: BoxEndpoint<'static>,
     local_addr: SocketAddr,
+    metrics: Option<MetricsListener>,
     shutdown_timeout: Duration,
     idle_timeout: Duration,
+}
+
+/// The Prometheus listener, apart from the public one.
+struct MetricsListener {
+    acceptor: TcpAcceptor,
+    endpoint: BoxEndpoint<'static>,
+    local_addr: SocketAddr,
 }
 
 impl App {
     pub async fn build(settings: Settings) -> Result<App, StartupError> {
         let db = database::connect_and_migrate(&settings.database).await?;
         let keyspace = Keyspace::new(&settings.redis)?;
+        let metrics = Arc::new(Metrics::default());
         let context = Arc::new(ApiContext {
             users: UserStore::new(db),
             hashing: HashingPool::new(&settings.password).await?,
@@ -68,24 +80,28 @@ impl App {
                 secure: settings.session.cookie_secure,
             },
             check_session_on_access: settings.session.check_on_access,
+            metrics,
         });
-        let addr = settings.server.bind;
-        let acceptor = TcpListener::bind(addr)
-            .into_acceptor()
-            .await
-            .map_err(|source| StartupError::Bind { addr, source })?;
-        let local_addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|addr| addr.as_socket_addr().copied())
-            .ok_or(StartupError::Bind {
-                addr,
-                source: std::io::Error::other("no local address"),
-            })?;
+        let (acceptor, local_addr) = bind(settings.server.bind).await?;
+        let metrics = match settings.metrics.bind {
+            Some(addr) => {
+                let (acceptor, local_addr) = bind(addr).await?;
+                let scrape = Route::new()
+                    .at("/metrics", scrape(&context, None))
+                    .around(problem_responses);
+                Some(MetricsListener {
+                    acceptor,
+                    endpoint: scrape.boxed(),
+                    local_addr,
+                })
+            }
+            None => None,
+        };
         Ok(App {
             acceptor,
             endpoint: routes(context, &settings).boxed(),
             local_addr,
+            metrics,
             shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
             idle_timeout: Duration::from_secs(settings.server.idle_timeout_secs),
         })
@@ -95,18 +111,80 @@ impl App {
         self.local_addr
     }
 
+    /// Where the metrics listener listens, if there is one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|metrics| metrics.local_addr)
+    }
+
     /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.run_until(shutdown_signal()).await
     }
 
     /// Serves until `stop` completes (tests stop servers this way).
-    pub async fn run_until(self, stop: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        // One stop signal, heard by both listeners.
+        let (stopping, stopped) = watch::channel(false);
+        let signal = tokio::spawn(async move {
+            stop.await;
+            let _ = stopping.send(true);
+        });
+        let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        };
         tracing::info!("listening on http://{}", self.local_addr);
-        Server::new_with_acceptor(self.acceptor)
+        let api = Server::new_with_acceptor(self.acceptor)
             .idle_timeout(self.idle_timeout)
-            .run_with_graceful_shutdown(self.endpoint, stop, Some(self.shutdown_timeout))
-            .await
+            .run_with_graceful_shutdown(
+                self.endpoint,
+                until_stopped(stopped.clone()),
+                Some(self.shutdown_timeout),
+            );
+        let metrics = async {
+            let Some(metrics) = self.metrics else {
+                return Ok(());
+            };
+            tracing::info!("metrics on http://{}", metrics.local_addr);
+            Server::new_with_acceptor(metrics.acceptor)
+                .idle_timeout(self.idle_timeout)
+                .run_with_graceful_shutdown(
+                    metrics.endpoint,
+                    until_stopped(stopped),
+                    Some(self.shutdown_timeout),
+                )
+                .await
+        };
+        let result = tokio::try_join!(api, metrics).map(|_| ());
+        signal.abort();
+        result
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpAcceptor, SocketAddr), StartupError> {
+    let acceptor = TcpListener::bind(addr)
+        .into_acceptor()
+        .await
+        .map_err(|source| StartupError::Bind { addr, source })?;
+    let local_addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|addr| addr.as_socket_addr().copied())
+        .ok_or(StartupError::Bind {
+            addr,
+            source: std::io::Error::other("no local address"),
+        })?;
+    Ok((acceptor, local_addr))
+}
+
+/// The scrape endpoint over the server's own metrics and hashing pool.
+fn scrape(context: &ApiContext, token: Option<Secret>) -> Scrape {
+    Scrape {
+        metrics: Arc::clone(&context.metrics),
+        hashing: context.hashing.clone(),
+        token,
     }
 }
 
@@ -125,15 +203,24 @@ fn routes(
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(600);
-    Route::new()
+    let metrics = Arc::clone(&context.metrics);
+    // `/metrics` on the public listener only behind its own bearer token.
+    let token = &settings.metrics.token;
+    let public_scrape = (!token.expose().is_empty()).then(|| scrape(&context, Some(token.clone())));
+    let mut route = Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
-        .nest("/", api)
+        .nest("/", api);
+    if let Some(public_scrape) = public_scrape {
+        route = route.at("/metrics", public_scrape);
+    }
+    route
         .data(context)
         .with(BodyLimit {
             max_bytes: settings.server.body_limit_bytes,
         })
         .around(problem_responses)
+        .around(move |next, req| record_requests(Arc::clone(&metrics), next, req))
         .with_if(!origins.is_empty(), cors)
         .around(security_headers)
         .around(log_request)

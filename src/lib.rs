@@ -4,6 +4,7 @@
 //! [`domain`] (parsed values) → [`auth`] (hashing, tokens) → [`users`]
 //! (storage). [`error`] maps every failure to problem+json in one place.
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -11,6 +12,7 @@ pub mod database;
 pub mod domain;
 pub mod error;
 pub mod keyspace;
+pub mod metrics;
 pub mod middleware;
 pub mod rate_limit;
 pub mod sessions;

@@ -75,6 +75,7 @@ pub struct Settings {
     pub jwt: JwtSettings,
     pub password: PasswordSettings,
     pub rate_limit: RateLimitSettings,
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
 }
 
@@ -109,9 +110,74 @@ pub struct DatabaseSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
+    /// `redis://host:port` for one server, `redis+cluster://host:port,host:port`
+    /// for a Redis Cluster (the hosts are seed nodes).
     pub url: String,
     pub key_prefix: String,
     pub command_timeout_ms: u64,
+}
+
+/// Where Redis is, as `redis.url` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisEndpoint {
+    Single(String),
+    /// Seed node URLs of a Redis Cluster.
+    Cluster(Vec<String>),
+}
+
+const CLUSTER_SCHEME: &str = "redis+cluster://";
+
+impl RedisSettings {
+    pub fn endpoint(&self) -> Result<RedisEndpoint, String> {
+        let Some(rest) = self.url.strip_prefix(CLUSTER_SCHEME) else {
+            return Ok(RedisEndpoint::Single(self.url.clone()));
+        };
+        // Credentials, when given once, apply to every node.
+        let (credentials, hosts) = match rest.rsplit_once('@') {
+            Some((credentials, hosts)) => (format!("{credentials}@"), hosts),
+            None => (String::new(), rest),
+        };
+        let nodes: Vec<String> = hosts
+            .trim_end_matches('/')
+            .split(',')
+            .map(str::trim)
+            .filter(|host| !host.is_empty())
+            .map(|host| format!("redis://{credentials}{host}"))
+            .collect();
+        if nodes.is_empty() {
+            return Err(format!(
+                "{CLUSTER_SCHEME} needs at least one host:port, e.g. {CLUSTER_SCHEME}10.0.0.1:6379,10.0.0.2:6379"
+            ));
+        }
+        Ok(RedisEndpoint::Cluster(nodes))
+    }
+}
+
+/// Prometheus metrics: on a listener of their own (keep it off the public
+/// network), and/or on the main listener behind a bearer token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Address of the metrics listener; empty: no metrics listener.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub bind: Option<SocketAddr>,
+    /// When set, `/metrics` on the main listener answers to this bearer token.
+    pub token: Secret,
+}
+
+/// An optional value that environment variables and TOML can both leave empty.
+fn empty_as_none<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: fmt::Display,
+{
+    let raw = String::deserialize(deserializer)?;
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    raw.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -319,12 +385,15 @@ impl Settings {
                 ));
             }
         }
-        if self.redis.key_prefix.is_empty() {
+        if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(['{', '}']) {
             return Err(SettingsError::invalid(
                 "redis.key_prefix",
-                "must not be empty",
+                "must be non-empty and free of `{` and `}` (they would change Redis Cluster hash slots)",
             ));
         }
+        self.redis
+            .endpoint()
+            .map_err(|reason| SettingsError::invalid("redis.url", reason))?;
         if self.password.min_score > 100 {
             return Err(SettingsError::invalid(
                 "password.min_score",
@@ -372,6 +441,14 @@ impl Settings {
                 DEVELOPMENT_REFRESH_KEY,
             ),
         ];
+        if !self.metrics.token.expose().is_empty()
+            && self.metrics.token.expose().len() < MIN_PRODUCTION_SECRET_BYTES
+        {
+            return Err(SettingsError::invalid(
+                "metrics.token",
+                format!("must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes in production"),
+            ));
+        }
         for (key, secret, development) in secrets {
             if secret.expose() == development {
                 return Err(SettingsError::invalid(
@@ -495,6 +572,58 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_url_lists_its_seed_nodes() {
+        let cluster = |url: &str| load("test", &[("redis.url", url)]);
+        let settings = cluster("redis+cluster://10.0.0.1:7000, 10.0.0.2:7001/").unwrap();
+        assert_eq!(
+            settings.redis.endpoint(),
+            Ok(RedisEndpoint::Cluster(vec![
+                "redis://10.0.0.1:7000".into(),
+                "redis://10.0.0.2:7001".into()
+            ]))
+        );
+        let settings = cluster("redis+cluster://user:pw@a:1,b:2").unwrap();
+        assert_eq!(
+            settings.redis.endpoint(),
+            Ok(RedisEndpoint::Cluster(vec![
+                "redis://user:pw@a:1".into(),
+                "redis://user:pw@b:2".into()
+            ]))
+        );
+        let err = cluster("redis+cluster://").unwrap_err().to_string();
+        assert!(err.contains("`redis.url`"), "{err}");
+        let single = load("test", &[]).unwrap().redis.endpoint();
+        assert_eq!(
+            single,
+            Ok(RedisEndpoint::Single("redis://127.0.0.1:6379".into()))
+        );
+    }
+
+    #[test]
+    fn a_key_prefix_with_a_hash_tag_is_refused() {
+        let err = load("test", &[("redis.key_prefix", "app:{x}:")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`redis.key_prefix`"), "{err}");
+    }
+
+    #[test]
+    fn metrics_listen_apart_unless_turned_off() {
+        let settings = load("development", &[]).unwrap();
+        assert_eq!(
+            settings.metrics.bind,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert!(settings.metrics.token.expose().is_empty());
+        let off = load("development", &[("metrics.bind", "")]).unwrap();
+        assert_eq!(off.metrics.bind, None);
+        let err = load("development", &[("metrics.bind", "nowhere")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("metrics.bind"), "{err}");
+    }
+
+    #[test]
     fn a_bad_value_names_its_key() {
         let err = load("development", &[("session.idle_timeout_secs", "soon")]).unwrap_err();
         assert!(err.to_string().contains("idle_timeout_secs"), "{err}");
@@ -532,6 +661,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("session.cookie_secure"), "{err}");
+        let err = load(
+            "production",
+            &[
+                ("jwt.secret", strong),
+                ("session.refresh_token_key", strong),
+                ("metrics.token", "short"),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("metrics.token"), "{err}");
         load(
             "production",
             &[

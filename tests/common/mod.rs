@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this module
 
+pub mod redis_servers;
+
 use std::{net::SocketAddr, time::Duration};
 
 use reqwest::{Client, Response, StatusCode};
@@ -46,6 +48,8 @@ pub fn redis_url() -> String {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The Prometheus listener (`metrics.bind`), when there is one.
+    pub metrics_addr: Option<SocketAddr>,
     pub client: Client,
     pub database_url: String,
     pub key_prefix: String,
@@ -56,7 +60,11 @@ pub struct TestApp {
 
 enum Storage {
     Sqlite(#[allow(unused)] tempfile::TempDir),
-    Postgres { name: String },
+    Postgres {
+        name: String,
+    },
+    /// Another test server's database and Redis prefix: that server cleans up.
+    Shared,
 }
 
 /// Builder for a test server: `TestApp::spawn()` or
@@ -64,6 +72,7 @@ enum Storage {
 pub struct TestAppBuilder {
     backend: Backend,
     overrides: Vec<(String, String)>,
+    shared: Option<(String, String)>,
 }
 
 impl TestApp {
@@ -75,6 +84,7 @@ impl TestApp {
         TestAppBuilder {
             backend,
             overrides: Vec::new(),
+            shared: None,
         }
     }
 
@@ -170,24 +180,20 @@ impl TestAppBuilder {
         self
     }
 
+    /// Runs on `other`'s database and Redis prefix: a second instance of the
+    /// same deployment, as behind a load balancer.
+    pub fn sharing_storage_of(mut self, other: &TestApp) -> Self {
+        self.shared = Some((other.database_url.clone(), other.key_prefix.clone()));
+        self
+    }
+
     pub async fn start(self) -> TestApp {
         let key_prefix = format!("tessera-test:{}:", Uuid::now_v7().simple());
-        let (database_url, storage) = match self.backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("tessera.db").display()
-                );
-                (url, Storage::Sqlite(dir))
-            }
-            Backend::Postgres => {
-                let name = format!("tessera_test_{}", Uuid::now_v7().simple());
-                admin_execute(&format!(r#"CREATE DATABASE "{name}""#)).await;
-                (
-                    format!("{}/{name}", postgres_base_url()),
-                    Storage::Postgres { name },
-                )
+        let (database_url, key_prefix, storage) = match self.shared {
+            Some((database_url, key_prefix)) => (database_url, key_prefix, Storage::Shared),
+            None => {
+                let (database_url, storage) = fresh_storage(self.backend).await;
+                (database_url, key_prefix, storage)
             }
         };
         let mut overrides = vec![
@@ -207,6 +213,7 @@ impl TestAppBuilder {
         let settings = Settings::load("test", variables).expect("test settings");
         let app = App::build(settings).await.expect("build app");
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let (stop, stopped) = oneshot::channel();
         let server = tokio::spawn(app.run_until(async {
             let _ = stopped.await;
@@ -217,12 +224,35 @@ impl TestAppBuilder {
             .expect("http client");
         TestApp {
             addr,
+            metrics_addr,
             client,
             database_url,
             key_prefix,
             stop: Some(stop),
             server: Some(server),
             storage,
+        }
+    }
+}
+
+/// A new SQLite file or PostgreSQL database for one test server.
+async fn fresh_storage(backend: Backend) -> (String, Storage) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("tessera.db").display()
+            );
+            (url, Storage::Sqlite(dir))
+        }
+        Backend::Postgres => {
+            let name = format!("tessera_test_{}", Uuid::now_v7().simple());
+            admin_execute(&format!(r#"CREATE DATABASE "{name}""#)).await;
+            (
+                format!("{}/{name}", postgres_base_url()),
+                Storage::Postgres { name },
+            )
         }
     }
 }
@@ -244,6 +274,7 @@ impl Drop for TestApp {
         let database = match &self.storage {
             Storage::Postgres { name } => Some(name.clone()),
             Storage::Sqlite(_) => None,
+            Storage::Shared => return,
         };
         let prefix = self.key_prefix.clone();
         // Drop runs inside the test's runtime, which cannot block on itself:

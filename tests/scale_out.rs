@@ -1,0 +1,145 @@
+//! Two Tessera instances on one PostgreSQL database and one Redis, as behind
+//! a load balancer: whatever one does, the other sees at once.
+
+mod common;
+
+use common::{Backend, TestApp, assert_problem};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::common::TokenPair;
+
+/// Instance A and instance B of one deployment (B on A's database and prefix).
+async fn two_instances(overrides: &[(&str, &str)]) -> (TestApp, TestApp) {
+    let mut a = TestApp::with(Backend::Postgres);
+    for (key, value) in overrides {
+        a = a.set(key, value);
+    }
+    let a = a.start().await;
+    let mut b = TestApp::with(Backend::Postgres).sharing_storage_of(&a);
+    for (key, value) in overrides {
+        b = b.set(key, value);
+    }
+    (a, b.start().await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_on_a_refresh_on_b_revoke_on_a_and_b_refuses() {
+    let (a, b) = two_instances(&[]).await;
+    assert_ne!(a.addr, b.addr);
+
+    // Signed up and in on A; B knows the user and accepts A's access token.
+    let (username, on_a) = a.new_session().await;
+    let me = b.get_with_token("/v1/me", &on_a.access_token).await;
+    assert_eq!(me.status(), StatusCode::OK);
+    let me: serde_json::Value = me.json().await.unwrap();
+    assert_eq!(me["username"], username);
+
+    // Refreshed on B: same session, new token, and A sees the rotation.
+    let on_b: TokenPair = b.refresh(&on_a.refresh_token).await.json().await.unwrap();
+    assert_eq!(on_b.session_id, on_a.session_id);
+    assert_ne!(on_b.refresh_token, on_a.refresh_token);
+    let sessions: serde_json::Value = a
+        .get_with_token("/v1/sessions", &on_b.access_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
+
+    // Revoked on A (through B's access token: any instance verifies any token).
+    let revoked = a
+        .client
+        .delete(a.url(&format!("/v1/sessions/{}", on_b.session_id)))
+        .bearer_auth(&on_b.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+
+    // B refuses the session's current refresh token.
+    assert_problem(
+        b.refresh(&on_b.refresh_token).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_on_one_instance_revokes_the_session_on_both() {
+    let (a, b) = two_instances(&[("session.reuse_grace_secs", "0")]).await;
+    let (_, first) = a.new_session().await;
+    let second: TokenPair = a.refresh(&first.refresh_token).await.json().await.unwrap();
+    // No grace at all, but not within the same millisecond either.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+
+    // The rotated-out token comes back on B: theft, the session is gone everywhere.
+    assert_problem(
+        b.refresh(&first.refresh_token).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    assert_problem(
+        a.refresh(&second.refresh_token).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tabs_refreshing_on_different_instances_converge_on_one_token() {
+    let (a, b) = two_instances(&[]).await;
+    let (_, tokens) = a.new_session().await;
+    let (on_a, on_b) = tokio::join!(
+        a.refresh(&tokens.refresh_token),
+        b.refresh(&tokens.refresh_token)
+    );
+    let on_a: TokenPair = on_a.json().await.unwrap();
+    let on_b: TokenPair = on_b.json().await.unwrap();
+    assert_eq!(on_a.refresh_token, on_b.refresh_token);
+    assert_eq!(
+        b.refresh(&on_a.refresh_token).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_check_on_access_a_sign_out_on_a_cuts_off_access_on_b() {
+    let (a, b) = two_instances(&[("session.check_on_access", "true")]).await;
+    let (_, tokens) = a.new_session().await;
+    assert_eq!(
+        b.get_with_token("/v1/me", &tokens.access_token)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let signed_out = a
+        .post_json(
+            "/v1/auth/signout",
+            &json!({"refresh_token": tokens.refresh_token}),
+        )
+        .await;
+    assert_eq!(signed_out.status(), StatusCode::NO_CONTENT);
+    assert_problem(
+        b.get_with_token("/v1/me", &tokens.access_token).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_username_signed_up_on_both_instances_at_once_exists_once() {
+    let (a, b) = two_instances(&[]).await;
+    let username = common::unique_username();
+    let (on_a, on_b) = tokio::join!(
+        a.signup(&username, common::STRONG_PASSWORD),
+        b.signup(&username, common::STRONG_PASSWORD)
+    );
+    let mut statuses = [on_a.status(), on_b.status()];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT]);
+}
