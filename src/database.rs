@@ -4,18 +4,50 @@ use std::{path::Path, time::Duration};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DbErr, sqlx::sqlite::SqliteJournalMode,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    TransactionTrait, sqlx::sqlite::SqliteJournalMode,
 };
 
 use crate::settings::DatabaseSettings;
 
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
 
+/// Key of the PostgreSQL advisory lock that serialises migrations.
+const MIGRATION_LOCK: i64 = 0x0074_6573_7365_7261; // "tessera" in ASCII
+
 /// Connects (creating a SQLite file's directory when needed) and runs pending migrations.
 pub async fn connect_and_migrate(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
     let db = connect(settings).await?;
-    Migrator::up(&db, None).await?;
+    if db.get_database_backend() == DbBackend::Postgres {
+        migrate_under_lock(&db, settings).await?;
+    } else {
+        Migrator::up(&db, None).await?;
+    }
     Ok(db)
+}
+
+/// Instances starting together on one PostgreSQL database would race to
+/// apply the same migration, and the losers would fail to start. A
+/// transaction on a connection of its own holds an advisory lock while the
+/// pool migrates: one instance migrates, the others wait and find nothing to do.
+async fn migrate_under_lock(
+    db: &DatabaseConnection,
+    settings: &DatabaseSettings,
+) -> Result<(), DbErr> {
+    let mut options = ConnectOptions::new(settings.url.clone());
+    options
+        .max_connections(1)
+        .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+        .sqlx_logging(false);
+    let lock_connection = Database::connect(options).await?;
+    let lock = lock_connection.begin().await?;
+    lock.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        .await?;
+    let migrated = Migrator::up(db, None).await;
+    // Ending the transaction releases the lock, whatever the migration did.
+    lock.rollback().await?;
+    lock_connection.close().await?;
+    migrated
 }
 
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {

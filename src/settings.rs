@@ -92,7 +92,7 @@ pub struct ServerSettings {
     /// Connections with no activity for this long are closed.
     pub idle_timeout_secs: u64,
     /// Peers (addresses or CIDR ranges) whose `X-Forwarded-For` is believed.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "networks")]
     pub trusted_proxies: Vec<IpNet>,
     /// Browser origins allowed by CORS; empty turns CORS off.
     #[serde(default)]
@@ -163,6 +163,26 @@ pub struct MetricsSettings {
     pub bind: Option<SocketAddr>,
     /// When set, `/metrics` on the main listener answers to this bearer token.
     pub token: Secret,
+}
+
+/// CIDR ranges, where a bare address means just that host.
+fn networks<'de, D>(deserializer: D) -> Result<Vec<IpNet>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Vec::<String>::deserialize(deserializer)?
+        .iter()
+        .map(|raw| {
+            let raw = raw.trim();
+            raw.parse::<IpNet>()
+                .or_else(|_| raw.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "`{raw}` is neither an IP address nor a CIDR range"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// An optional value that environment variables and TOML can both leave empty.
@@ -550,10 +570,17 @@ mod tests {
     fn trusted_proxies_parse_as_networks() {
         let settings = load(
             "development",
-            &[("server.trusted_proxies", "10.0.0.0/8,::1/128")],
+            &[("server.trusted_proxies", "10.0.0.0/8,::1/128,192.0.2.7")],
         )
         .unwrap();
-        assert_eq!(settings.server.trusted_proxies.len(), 2);
+        assert_eq!(
+            settings.server.trusted_proxies,
+            vec![
+                "10.0.0.0/8".parse::<IpNet>().unwrap(),
+                "::1/128".parse().unwrap(),
+                "192.0.2.7/32".parse().unwrap()
+            ]
+        );
         let err = load(
             "development",
             &[("server.trusted_proxies", "not-a-network")],

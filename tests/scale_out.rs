@@ -143,3 +143,15 @@ async fn one_username_signed_up_on_both_instances_at_once_exists_once() {
     statuses.sort();
     assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_on_an_empty_database_all_come_up() {
+    // Each start migrates; without the migration lock the losers of the race fail to start.
+    let apps = TestApp::with(Backend::Postgres).start_together(4).await;
+    for app in &apps {
+        assert_eq!(app.get("/health/ready").await.status(), StatusCode::OK);
+    }
+    let (_, tokens) = apps[0].new_session().await;
+    let refreshed = apps[3].refresh(&tokens.refresh_token).await;
+    assert_eq!(refreshed.status(), StatusCode::OK);
+}

@@ -189,13 +189,35 @@ impl TestAppBuilder {
 
     pub async fn start(self) -> TestApp {
         let key_prefix = format!("tessera-test:{}:", Uuid::now_v7().simple());
-        let (database_url, key_prefix, storage) = match self.shared {
+        let (database_url, key_prefix, storage) = match self.shared.clone() {
             Some((database_url, key_prefix)) => (database_url, key_prefix, Storage::Shared),
             None => {
                 let (database_url, storage) = fresh_storage(self.backend).await;
                 (database_url, key_prefix, storage)
             }
         };
+        self.start_on(database_url, key_prefix, storage).await
+    }
+
+    /// Starts `count` instances at once on one fresh database and Redis
+    /// prefix, as a deployment rolling out does.
+    pub async fn start_together(self, count: usize) -> Vec<TestApp> {
+        let key_prefix = format!("tessera-test:{}:", Uuid::now_v7().simple());
+        let (database_url, storage) = fresh_storage(self.backend).await;
+        let mut storages = vec![storage];
+        storages.extend((1..count).map(|_| Storage::Shared));
+        let starts = storages.into_iter().map(|storage| {
+            let builder = TestAppBuilder {
+                backend: self.backend,
+                overrides: self.overrides.clone(),
+                shared: None,
+            };
+            builder.start_on(database_url.clone(), key_prefix.clone(), storage)
+        });
+        futures::future::join_all(starts).await
+    }
+
+    async fn start_on(self, database_url: String, key_prefix: String, storage: Storage) -> TestApp {
         let mut overrides = vec![
             ("server.bind".to_string(), "127.0.0.1:0".to_string()),
             ("database.url".to_string(), database_url.clone()),
