@@ -5,7 +5,7 @@ mod common;
 
 use std::{
     io::Write,
-    process::{Command, Output, Stdio},
+    process::{Output, Stdio},
 };
 
 use common::{Backend, STRONG_PASSWORD, TestApp, TokenPair, assert_problem, unique_username};
@@ -13,9 +13,8 @@ use reqwest::StatusCode;
 
 /// Runs `tessera ARGS…` on the server's storage, `stdin` piped in.
 fn tessera(app: &TestApp, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+    let mut child = common::tessera_command()
         .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("TESSERA_ENV", "test")
         .env("TESSERA__DATABASE__URL", &app.database_url)
         .env("TESSERA__REDIS__URL", common::redis_url())

@@ -3,13 +3,11 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
 };
 
-use common::{Backend, TestApp};
+use common::{Backend, TesseraProcess, TestApp, tessera_command};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -128,15 +126,9 @@ async fn swagger_ui_is_served() {
     );
 }
 
-fn tessera() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    command.current_dir(env!("CARGO_MANIFEST_DIR"));
-    command
-}
-
 #[test]
 fn the_cli_prints_the_openapi_document() {
-    let output = tessera().arg("openapi").output().unwrap();
+    let output = tessera_command().arg("openapi").output().unwrap();
     assert!(output.status.success());
     let doc: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(doc["paths"]["/v1/auth/signup"]["post"].is_object());
@@ -146,7 +138,7 @@ fn the_cli_prints_the_openapi_document() {
 fn the_cli_migrates_alone() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("nested/dir/tessera.db");
-    let output = tessera()
+    let output = tessera_command()
         .arg("migrate")
         .env("TESSERA_ENV", "test")
         .env(
@@ -165,7 +157,7 @@ fn the_cli_migrates_alone() {
 
 #[test]
 fn a_bad_setting_stops_the_server_naming_the_key() {
-    let output = tessera()
+    let output = tessera_command()
         .env("TESSERA_ENV", "test")
         .env("TESSERA__SESSION__IDLE_TIMEOUT_SECS", "an hour")
         .output()
@@ -173,7 +165,10 @@ fn a_bad_setting_stops_the_server_naming_the_key() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("idle_timeout_secs"), "{stderr}");
-    let output = tessera().env("TESSERA_ENV", "production").output().unwrap();
+    let output = tessera_command()
+        .env("TESSERA_ENV", "production")
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("jwt.secret"));
 }
@@ -183,47 +178,13 @@ fn a_bad_setting_stops_the_server_naming_the_key() {
 #[test]
 fn sigterm_exits_cleanly_with_idle_keep_alive_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tessera()
-        .env("TESSERA_ENV", "test")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .env("TESSERA__SERVER__BIND", "127.0.0.1:0")
-        .env(
-            "TESSERA__DATABASE__URL",
-            format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display()),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let addr = stdout
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            let at = line.find("listening on http://")?;
-            Some(line[at + "listening on http://".len()..].trim().to_owned())
-        })
-        .expect("listening line");
-    let mut idle = TcpStream::connect(&addr).unwrap();
+    let database_url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let server = TesseraProcess::spawn(&[("TESSERA__DATABASE__URL", &database_url)]);
+    let mut idle = TcpStream::connect(&server.addr).unwrap();
     write!(idle, "GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut first = [0u8; 12];
     idle.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
-    let started = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no exit within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = server.terminate();
     assert!(status.success(), "{status:?}");
 }

@@ -1,9 +1,12 @@
 //! Two Tessera instances on one PostgreSQL database and one Redis, as behind
-//! a load balancer: whatever one does, the other sees at once.
+//! a load balancer: whatever one does, the other sees at once. The first test
+//! runs them as two OS processes of the real binary; the others run them in
+//! the test process, where each is still a separate server with its own
+//! pools and connections.
 
 mod common;
 
-use common::{Backend, TestApp, assert_problem};
+use common::{Backend, TesseraProcess, TestApp, assert_problem};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -21,6 +24,68 @@ async fn two_instances(overrides: &[(&str, &str)]) -> (TestApp, TestApp) {
         b = b.set(key, value);
     }
     (a, b.start().await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_sign_in_on_a_refresh_on_b_revoke_on_a_and_b_refuses() {
+    // The test server owns (and drops) the database and prefix; both processes use them.
+    let owner = TestApp::with(Backend::Postgres).start().await;
+    let shared = [
+        ("TESSERA__DATABASE__URL", owner.database_url.as_str()),
+        ("TESSERA__REDIS__URL", &common::redis_url()),
+        ("TESSERA__REDIS__KEY_PREFIX", owner.key_prefix.as_str()),
+    ];
+    let a = TesseraProcess::spawn(&shared);
+    let b = TesseraProcess::spawn(&shared);
+    assert_ne!(a.pid(), b.pid());
+    let http = &owner.client;
+    let username = common::unique_username();
+    let credentials = json!({"username": username, "password": common::STRONG_PASSWORD});
+
+    let created = http
+        .post(a.url("/v1/auth/signup"))
+        .json(&credentials)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let on_a: TokenPair = http
+        .post(a.url("/v1/auth/signin"))
+        .json(&credentials)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let refreshed = http
+        .post(b.url("/v1/auth/refresh"))
+        .json(&json!({"refresh_token": on_a.refresh_token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    let on_b: TokenPair = refreshed.json().await.unwrap();
+    assert_eq!(on_b.session_id, on_a.session_id);
+
+    let revoked = http
+        .delete(a.url(&format!("/v1/sessions/{}", on_b.session_id)))
+        .bearer_auth(&on_b.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
+    let refused = http
+        .post(b.url("/v1/auth/refresh"))
+        .json(&json!({"refresh_token": on_b.refresh_token}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(refused, StatusCode::UNAUTHORIZED, "invalid_token").await;
+
+    for process in [a, b] {
+        assert!(process.terminate().success());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

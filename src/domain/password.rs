@@ -176,7 +176,9 @@ mod tests {
                     for error in errors {
                         proptest::prop_assert!(["too_short", "too_long", "common", "contains_username", "too_weak"]
                             .contains(&error.code.as_str()));
-                        proptest::prop_assert!(!error.message.contains(&raw) || raw.is_empty());
+                        // Messages are fixed text with numbers; a string of a few
+                        // characters can occur in them by chance ("6" in "at least 60").
+                        proptest::prop_assert!(raw.chars().count() < 4 || !error.message.contains(&raw));
                     }
                 }
             }

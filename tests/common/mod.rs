@@ -393,3 +393,80 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// The `tessera` binary, run from the repository (where `config/` is).
+pub fn tessera_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
+}
+
+/// `tessera serve` as its own OS process on port 0, with the given
+/// `TESSERA__*` variables; killed when dropped.
+pub struct TesseraProcess {
+    child: std::process::Child,
+    pub addr: String,
+}
+
+impl TesseraProcess {
+    pub fn spawn(variables: &[(&str, &str)]) -> TesseraProcess {
+        use std::io::BufRead;
+        let mut child = tessera_command()
+            .env("TESSERA_ENV", "test")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env("TESSERA__SERVER__BIND", "127.0.0.1:0")
+            .envs(variables.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start tessera");
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let addr = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                let at = line.find("listening on http://")?;
+                Some(line[at + "listening on http://".len()..].trim().to_owned())
+            })
+            .expect("a `listening on` line");
+        // Keep reading the log so the process never blocks on a full pipe.
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+        TesseraProcess { child, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then the exit status, which must come within 10 s.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let started = std::time::Instant::now();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success());
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for tessera") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no exit within 10 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for TesseraProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
