@@ -139,9 +139,8 @@ pub async fn users(settings: &Settings, command: UsersCommand) -> Result<String,
             let policy = PasswordPolicy {
                 min_score: settings.password.min_score,
             };
-            let username = Username::parse(&username).map_err(|err| invalid(&[err]))?;
-            let password = policy
-                .parse(read_password()?, Some(&username))
+            let (username, password) = policy
+                .parse_new_account(&username, read_password()?)
                 .map_err(|errors| invalid(&errors))?;
             let hashing = HashingPool::new(&settings.password).await?;
             let hash = hashing.reserve()?.hash(password).await?;

@@ -7,6 +7,7 @@ use tokio::sync::watch;
 use poem::{
     EndpointExt, Route, Server,
     endpoint::BoxEndpoint,
+    get,
     http::{Method, header},
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
     middleware::Cors,
@@ -87,7 +88,7 @@ impl App {
             Some(addr) => {
                 let (acceptor, local_addr) = bind(addr).await?;
                 let scrape = Route::new()
-                    .at("/metrics", scrape(&context, None))
+                    .at("/metrics", get(scrape(&context, None)))
                     .around(problem_responses);
                 Some(MetricsListener {
                     acceptor,
@@ -135,27 +136,23 @@ impl App {
         let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stopped| *stopped).await;
         };
+        let serve = |acceptor, endpoint, stopped| {
+            Server::new_with_acceptor(acceptor)
+                .idle_timeout(self.idle_timeout)
+                .run_with_graceful_shutdown(
+                    endpoint,
+                    until_stopped(stopped),
+                    Some(self.shutdown_timeout),
+                )
+        };
         tracing::info!("listening on http://{}", self.local_addr);
-        let api = Server::new_with_acceptor(self.acceptor)
-            .idle_timeout(self.idle_timeout)
-            .run_with_graceful_shutdown(
-                self.endpoint,
-                until_stopped(stopped.clone()),
-                Some(self.shutdown_timeout),
-            );
+        let api = serve(self.acceptor, self.endpoint, stopped.clone());
         let metrics = async {
             let Some(metrics) = self.metrics else {
                 return Ok(());
             };
             tracing::info!("metrics on http://{}", metrics.local_addr);
-            Server::new_with_acceptor(metrics.acceptor)
-                .idle_timeout(self.idle_timeout)
-                .run_with_graceful_shutdown(
-                    metrics.endpoint,
-                    until_stopped(stopped),
-                    Some(self.shutdown_timeout),
-                )
-                .await
+            serve(metrics.acceptor, metrics.endpoint, stopped).await
         };
         let result = tokio::try_join!(api, metrics).map(|_| ());
         signal.abort();
@@ -204,15 +201,13 @@ fn routes(
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(600);
     let metrics = Arc::clone(&context.metrics);
-    // `/metrics` on the public listener only behind its own bearer token.
-    let token = &settings.metrics.token;
-    let public_scrape = (!token.expose().is_empty()).then(|| scrape(&context, Some(token.clone())));
     let mut route = Route::new()
         .at("/openapi.json", spec)
         .nest("/docs", docs)
         .nest("/", api);
-    if let Some(public_scrape) = public_scrape {
-        route = route.at("/metrics", public_scrape);
+    // `/metrics` on the public listener only behind its own bearer token.
+    if let Some(token) = &settings.metrics.token {
+        route = route.at("/metrics", get(scrape(&context, Some(token.clone()))));
     }
     route
         .data(context)

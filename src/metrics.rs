@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use poem::{
     Endpoint, IntoResponse, PathPattern, Request, Response, Result,
-    http::{Method, StatusCode, header},
+    http::{StatusCode, header},
     web::headers::{Authorization, HeaderMapExt, authorization::Bearer},
 };
 use prometheus_client::{
@@ -226,9 +226,6 @@ impl Endpoint for Scrape {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Response> {
-        if req.method() != Method::GET {
-            return Err(ApiError::MethodNotAllowed.into());
-        }
         if let Some(token) = &self.token {
             let presented = req
                 .headers()

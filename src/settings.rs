@@ -57,6 +57,14 @@ impl Secret {
     }
 }
 
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(raw.to_owned()))
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret([redacted])")
@@ -162,7 +170,8 @@ pub struct MetricsSettings {
     #[serde(deserialize_with = "empty_as_none")]
     pub bind: Option<SocketAddr>,
     /// When set, `/metrics` on the main listener answers to this bearer token.
-    pub token: Secret,
+    #[serde(deserialize_with = "empty_as_none")]
+    pub token: Option<Secret>,
 }
 
 /// CIDR ranges, where a bare address means just that host.
@@ -461,8 +470,11 @@ impl Settings {
                 DEVELOPMENT_REFRESH_KEY,
             ),
         ];
-        if !self.metrics.token.expose().is_empty()
-            && self.metrics.token.expose().len() < MIN_PRODUCTION_SECRET_BYTES
+        if self
+            .metrics
+            .token
+            .as_ref()
+            .is_some_and(|token| token.expose().len() < MIN_PRODUCTION_SECRET_BYTES)
         {
             return Err(SettingsError::invalid(
                 "metrics.token",
@@ -641,7 +653,7 @@ mod tests {
             settings.metrics.bind,
             Some("127.0.0.1:9464".parse().unwrap())
         );
-        assert!(settings.metrics.token.expose().is_empty());
+        assert!(settings.metrics.token.is_none());
         let off = load("development", &[("metrics.bind", "")]).unwrap();
         assert_eq!(off.metrics.bind, None);
         let err = load("development", &[("metrics.bind", "nowhere")])

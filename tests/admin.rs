@@ -105,12 +105,7 @@ async fn users_create_list_disable_enable_delete(backend: Backend) {
     // Disabled: sessions revoked at once, sign-in and /v1/me refused.
     let disabled = ok(&app, &["users", "disable", &username]);
     assert!(disabled.contains("1 session(s) revoked"), "{disabled}");
-    assert_problem(
-        app.refresh(&tokens.refresh_token).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
+    app.assert_refresh_rejected(&tokens.refresh_token).await;
     assert_problem(
         app.signin(&username, STRONG_PASSWORD).await,
         StatusCode::UNAUTHORIZED,

@@ -15,7 +15,7 @@ use common::{
 };
 use reqwest::{Response, StatusCode};
 use sea_orm::{ConnectionTrait, Database, EntityTrait, PaginatorTrait};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Redis down or hung: sign-in, refresh and signout answer 503 within this.
 const REDIS_OUTAGE_ANSWER: Duration = Duration::from_secs(2);
@@ -44,7 +44,7 @@ async fn a_redis_outage_answers_503_fast_and_the_server_recovers_by_itself() {
     assert_unavailable_within("sign-in, Redis down", REDIS_OUTAGE_ANSWER, signin).await;
     let refresh = app.refresh(&first.refresh_token);
     assert_unavailable_within("refresh, Redis down", REDIS_OUTAGE_ANSWER, refresh).await;
-    let signout_second = signout(&app, &second.refresh_token);
+    let signout_second = app.signout(&second.refresh_token);
     assert_unavailable_within("signout, Redis down", REDIS_OUTAGE_ANSWER, signout_second).await;
     // By default the bearer check touches no storage.
     let me = app.get_with_token("/v1/me", &first.access_token).await;
@@ -80,7 +80,7 @@ async fn a_redis_outage_answers_503_fast_and_the_server_recovers_by_itself() {
     let response = app.refresh(&other.refresh_token).await;
     assert_eq!(response.status(), StatusCode::OK, "another user's session");
     assert_eq!(
-        signout(&app, &second.refresh_token).await.status(),
+        app.signout(&second.refresh_token).await.status(),
         StatusCode::NO_CONTENT
     );
     app.sign_in_ok(&username).await;
@@ -199,7 +199,7 @@ async fn a_database_outage_answers_503_fast_keeps_sessions_working_and_recovers(
     let refreshed: TokenPair = response.json().await.unwrap();
     let signed_out = &sessions[1].1;
     assert_eq!(
-        signout(&app, &signed_out.refresh_token).await.status(),
+        app.signout(&signed_out.refresh_token).await.status(),
         StatusCode::NO_CONTENT,
         "signout, database down"
     );
@@ -235,11 +235,6 @@ async fn a_database_outage_answers_503_fast_keeps_sessions_working_and_recovers(
 
 // ---------------------------------------------------------------------------
 // Helpers
-
-async fn signout(app: &TestApp, refresh_token: &str) -> Response {
-    app.post_json("/v1/auth/signout", &json!({"refresh_token": refresh_token}))
-        .await
-}
 
 async fn readiness(app: &TestApp) -> (StatusCode, Value) {
     let response = app.get("/health/ready").await;

@@ -48,12 +48,7 @@ async fn the_metrics_listener_counts_routes_outcomes_and_replays() {
         app.signin(&username, wrong).await.status(),
         StatusCode::TOO_MANY_REQUESTS
     );
-    let second: TokenPair = app
-        .refresh(&first.refresh_token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let second: TokenPair = app.refreshed(&first.refresh_token).await;
     tokio::time::sleep(Duration::from_millis(20)).await;
     // The replay revokes the session: theft detected.
     assert_eq!(
@@ -65,12 +60,8 @@ async fn the_metrics_listener_counts_routes_outcomes_and_replays() {
         StatusCode::UNAUTHORIZED
     );
     let revoke = app
-        .client
-        .delete(app.url(&format!("/v1/sessions/{}", Uuid::now_v7())))
-        .bearer_auth(&second.access_token)
-        .send()
-        .await
-        .unwrap();
+        .delete_session(&second.access_token, Uuid::now_v7())
+        .await;
     assert_eq!(revoke.status(), StatusCode::NOT_FOUND);
     for path in ["/nowhere", "/also/nowhere"] {
         assert_eq!(app.get(path).await.status(), StatusCode::NOT_FOUND);
@@ -100,6 +91,10 @@ async fn the_metrics_listener_counts_routes_outcomes_and_replays() {
     }
     assert!(!text.contains(&first.session_id.to_string()), "{text}");
     assert!(!text.contains(&username), "{text}");
+
+    let url = format!("http://{}/metrics", app.metrics_addr.unwrap());
+    let posted = app.client.post(url).send().await.unwrap();
+    assert_problem(posted, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
 
     // Not on the public listener unless a token is configured.
     assert_problem(

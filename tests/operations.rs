@@ -89,6 +89,11 @@ async fn the_openapi_document_describes_every_operation() {
     for field in ["type", "title", "status", "detail", "errors"] {
         assert!(problem.get(field).is_some(), "Problem.{field}");
     }
+    // The API sends `null` for them (API.md: `str|null`): generated clients must expect it.
+    let session = &doc["components"]["schemas"]["SessionView"]["properties"];
+    for field in ["user_agent", "ip"] {
+        assert_eq!(session[field]["nullable"], true, "SessionView.{field}");
+    }
     let signup = &doc["paths"]["/v1/auth/signup"]["post"]["responses"];
     for status in ["201", "400", "409", "413", "415", "422", "429", "503"] {
         assert!(signup.get(status).is_some(), "signup documents {status}");

@@ -9,14 +9,14 @@ use std::collections::HashSet;
 
 use common::{Backend, TestApp, TokenPair, assert_problem, redis_servers::RedisCluster};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 async fn on_cluster(cluster: &RedisCluster, overrides: &[(&str, &str)]) -> TestApp {
-    let mut builder = TestApp::with(Backend::Sqlite).set("redis.url", &cluster.url());
-    for (key, value) in overrides {
-        builder = builder.set(key, value);
-    }
-    builder.start().await
+    TestApp::with(Backend::Sqlite)
+        .set("redis.url", &cluster.url())
+        .set_all(overrides)
+        .start()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,19 +66,10 @@ async fn sessions_rotate_converge_list_and_revoke_on_a_cluster() {
         ])
     );
     let revoked = app
-        .client
-        .delete(app.url(&format!("/v1/sessions/{}", second.session_id)))
-        .bearer_auth(&tab_a.access_token)
-        .send()
-        .await
-        .unwrap();
+        .delete_session(&tab_a.access_token, second.session_id)
+        .await;
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
-    assert_problem(
-        app.refresh(&second.refresh_token).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
+    app.assert_refresh_rejected(&second.refresh_token).await;
 
     // Each user's keys live on exactly one node; the users spread over several.
     let per_node = cluster.keys_per_node(&app.key_prefix).await;
@@ -100,20 +91,9 @@ async fn sessions_rotate_converge_list_and_revoke_on_a_cluster() {
 
     // Sign-out everywhere, and theft detection, on another user.
     let (_, other) = users[1].clone();
-    let signed_out = app
-        .client
-        .post(app.url("/v1/auth/signout-all"))
-        .bearer_auth(&other.access_token)
-        .send()
-        .await
-        .unwrap();
+    let signed_out = app.signout_all(&other.access_token).await;
     assert_eq!(signed_out.status(), StatusCode::NO_CONTENT);
-    assert_problem(
-        app.refresh(&other.refresh_token).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
+    app.assert_refresh_rejected(&other.refresh_token).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,25 +111,10 @@ async fn replays_rate_limits_and_access_checks_work_on_a_cluster() {
 
     // A replayed refresh token revokes its session.
     let (username, first) = app.new_session().await;
-    let second: TokenPair = app
-        .refresh(&first.refresh_token)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let second: TokenPair = app.refreshed(&first.refresh_token).await;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    assert_problem(
-        app.refresh(&first.refresh_token).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
-    assert_problem(
-        app.refresh(&second.refresh_token).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
+    app.assert_refresh_rejected(&first.refresh_token).await;
+    app.assert_refresh_rejected(&second.refresh_token).await;
     // With check-on-access, the revoked session's access token is refused too.
     assert_problem(
         app.get_with_token("/v1/me", &second.access_token).await,
@@ -169,17 +134,7 @@ async fn replays_rate_limits_and_access_checks_work_on_a_cluster() {
 
     // Sign-out by refresh token.
     let (_, tokens) = app.new_session().await;
-    let signed_out = app
-        .post_json(
-            "/v1/auth/signout",
-            &json!({"refresh_token": tokens.refresh_token}),
-        )
-        .await;
+    let signed_out = app.signout(&tokens.refresh_token).await;
     assert_eq!(signed_out.status(), StatusCode::NO_CONTENT);
-    assert_problem(
-        app.refresh(&tokens.refresh_token).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
+    app.assert_refresh_rejected(&tokens.refresh_token).await;
 }

@@ -9,27 +9,11 @@ use common::{TestApp, TokenPair, assert_problem};
 use reqwest::StatusCode;
 use serde_json::json;
 
-async fn refreshed(app: &TestApp, refresh_token: &str) -> TokenPair {
-    let response = app.refresh(refresh_token).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(response.headers()["cache-control"], "no-store");
-    response.json().await.unwrap()
-}
-
-async fn assert_refresh_rejected(app: &TestApp, refresh_token: &str) {
-    assert_problem(
-        app.refresh(refresh_token).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
-}
-
 #[tokio::test]
 async fn refresh_rotates_the_token_within_the_same_session() {
     let app = TestApp::spawn().await;
     let (_, first) = app.new_session().await;
-    let second = refreshed(&app, &first.refresh_token).await;
+    let second = app.refreshed(&first.refresh_token).await;
     assert_eq!(second.session_id, first.session_id);
     assert_ne!(second.refresh_token, first.refresh_token);
     assert_eq!(second.token_type, "Bearer");
@@ -37,7 +21,7 @@ async fn refresh_rotates_the_token_within_the_same_session() {
     assert_eq!(second.refresh_expires_in, 3600);
     let me = app.get_with_token("/v1/me", &second.access_token).await;
     assert_eq!(me.status(), StatusCode::OK);
-    let third = refreshed(&app, &second.refresh_token).await;
+    let third = app.refreshed(&second.refresh_token).await;
     assert_eq!(third.session_id, first.session_id);
 }
 
@@ -50,7 +34,7 @@ async fn garbage_and_unknown_tokens_are_401() {
     tampered[at] = if tampered[at] == b'x' { b'y' } else { b'x' };
     let tampered = String::from_utf8(tampered).unwrap();
     for token in ["", "garbage", "tsr_", &tampered, &tokens.access_token] {
-        assert_refresh_rejected(&app, token).await;
+        app.assert_refresh_rejected(token).await;
     }
     // A token issued with another deployment's key is unknown here.
     let other = TestApp::with(common::Backend::Sqlite)
@@ -61,9 +45,9 @@ async fn garbage_and_unknown_tokens_are_401() {
         .start()
         .await;
     let (_, foreign) = other.new_session().await;
-    assert_refresh_rejected(&app, &foreign.refresh_token).await;
+    app.assert_refresh_rejected(&foreign.refresh_token).await;
     // The genuine session is untouched by all of this.
-    refreshed(&app, &tokens.refresh_token).await;
+    app.refreshed(&tokens.refresh_token).await;
 }
 
 #[tokio::test]
@@ -73,12 +57,12 @@ async fn the_previous_token_within_the_grace_window_returns_the_same_successor()
         .start()
         .await;
     let (_, first) = app.new_session().await;
-    let second = refreshed(&app, &first.refresh_token).await;
-    let again = refreshed(&app, &first.refresh_token).await;
+    let second = app.refreshed(&first.refresh_token).await;
+    let again = app.refreshed(&first.refresh_token).await;
     assert_eq!(again.refresh_token, second.refresh_token);
     assert_eq!(again.session_id, second.session_id);
     // The session lives on, and the converged token works.
-    let third = refreshed(&app, &second.refresh_token).await;
+    let third = app.refreshed(&second.refresh_token).await;
     assert_eq!(third.session_id, first.session_id);
 }
 
@@ -89,11 +73,11 @@ async fn the_previous_token_after_the_grace_window_revokes_the_session() {
         .start()
         .await;
     let (_, first) = app.new_session().await;
-    let second = refreshed(&app, &first.refresh_token).await;
+    let second = app.refreshed(&first.refresh_token).await;
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_refresh_rejected(&app, &first.refresh_token).await;
+    app.assert_refresh_rejected(&first.refresh_token).await;
     // Theft detection: the newest token dies with the session.
-    assert_refresh_rejected(&app, &second.refresh_token).await;
+    app.assert_refresh_rejected(&second.refresh_token).await;
     let sessions = app
         .get_with_token("/v1/sessions", &second.access_token)
         .await;
@@ -108,11 +92,11 @@ async fn an_older_token_revokes_the_session_even_within_the_grace_window() {
         .start()
         .await;
     let (_, first) = app.new_session().await;
-    let second = refreshed(&app, &first.refresh_token).await;
-    let third = refreshed(&app, &second.refresh_token).await;
+    let second = app.refreshed(&first.refresh_token).await;
+    let third = app.refreshed(&second.refresh_token).await;
     // `first` is two generations old: reuse, not a concurrent tab.
-    assert_refresh_rejected(&app, &first.refresh_token).await;
-    assert_refresh_rejected(&app, &third.refresh_token).await;
+    app.assert_refresh_rejected(&first.refresh_token).await;
+    app.assert_refresh_rejected(&third.refresh_token).await;
 }
 
 #[tokio::test]
@@ -131,7 +115,7 @@ async fn twenty_concurrent_refreshes_with_one_token_converge() {
     successors.dedup();
     assert_eq!(successors.len(), 1, "all tabs converge on one successor");
     // The session is intact and moves on from that successor.
-    let next = refreshed(&app, &successors[0]).await;
+    let next = app.refreshed(&successors[0]).await;
     assert_eq!(next.session_id, first.session_id);
 }
 
@@ -147,11 +131,11 @@ async fn refreshing_slides_the_idle_timeout() {
     // Five refreshes 0.8 s apart span twice the idle timeout.
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(800)).await;
-        tokens = refreshed(&app, &tokens.refresh_token).await;
+        tokens = app.refreshed(&tokens.refresh_token).await;
     }
     // One idle period without a refresh and the session is gone.
     tokio::time::sleep(Duration::from_millis(2300)).await;
-    assert_refresh_rejected(&app, &tokens.refresh_token).await;
+    app.assert_refresh_rejected(&tokens.refresh_token).await;
 }
 
 #[tokio::test]
@@ -163,7 +147,7 @@ async fn no_session_outlives_its_absolute_lifetime() {
         .await;
     let (_, mut tokens) = app.new_session().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    tokens = refreshed(&app, &tokens.refresh_token).await;
+    tokens = app.refreshed(&tokens.refresh_token).await;
     // Capped by what is left of the absolute lifetime, not the full idle timeout.
     assert!(
         tokens.refresh_expires_in <= 2,
@@ -171,14 +155,14 @@ async fn no_session_outlives_its_absolute_lifetime() {
         tokens.refresh_expires_in
     );
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    tokens = refreshed(&app, &tokens.refresh_token).await;
+    tokens = app.refreshed(&tokens.refresh_token).await;
     assert!(
         tokens.refresh_expires_in <= 1,
         "{}",
         tokens.refresh_expires_in
     );
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_refresh_rejected(&app, &tokens.refresh_token).await;
+    app.assert_refresh_rejected(&tokens.refresh_token).await;
 }
 
 fn cookie_value(response: &reqwest::Response) -> String {
@@ -260,7 +244,7 @@ async fn sign_in_and_refresh_set_the_refresh_cookie() {
         cleared.starts_with("tessera_refresh=;") && cleared.contains("Max-Age=0"),
         "{cleared}"
     );
-    assert_refresh_rejected(&app, &other.refresh_token).await;
+    app.assert_refresh_rejected(&other.refresh_token).await;
 }
 
 #[tokio::test]

@@ -6,24 +6,22 @@
 
 mod common;
 
-use common::{Backend, TesseraProcess, TestApp, assert_problem};
+use common::{Backend, TesseraProcess, TestApp, TokenPair, assert_problem};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::common::TokenPair;
-
 /// Instance A and instance B of one deployment (B on A's database and prefix).
 async fn two_instances(overrides: &[(&str, &str)]) -> (TestApp, TestApp) {
-    let mut a = TestApp::with(Backend::Postgres);
-    for (key, value) in overrides {
-        a = a.set(key, value);
-    }
-    let a = a.start().await;
-    let mut b = TestApp::with(Backend::Postgres).sharing_storage_of(&a);
-    for (key, value) in overrides {
-        b = b.set(key, value);
-    }
-    (a, b.start().await)
+    let a = TestApp::with(Backend::Postgres)
+        .set_all(overrides)
+        .start()
+        .await;
+    let b = TestApp::with(Backend::Postgres)
+        .sharing_storage_of(&a)
+        .set_all(overrides)
+        .start()
+        .await;
+    (a, b)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +99,7 @@ async fn sign_in_on_a_refresh_on_b_revoke_on_a_and_b_refuses() {
     assert_eq!(me["username"], username);
 
     // Refreshed on B: same session, new token, and A sees the rotation.
-    let on_b: TokenPair = b.refresh(&on_a.refresh_token).await.json().await.unwrap();
+    let on_b: TokenPair = b.refreshed(&on_a.refresh_token).await;
     assert_eq!(on_b.session_id, on_a.session_id);
     assert_ne!(on_b.refresh_token, on_a.refresh_token);
     let sessions: serde_json::Value = a
@@ -113,45 +111,24 @@ async fn sign_in_on_a_refresh_on_b_revoke_on_a_and_b_refuses() {
     assert_eq!(sessions.as_array().unwrap().len(), 1, "{sessions}");
 
     // Revoked on A (through B's access token: any instance verifies any token).
-    let revoked = a
-        .client
-        .delete(a.url(&format!("/v1/sessions/{}", on_b.session_id)))
-        .bearer_auth(&on_b.access_token)
-        .send()
-        .await
-        .unwrap();
+    let revoked = a.delete_session(&on_b.access_token, on_b.session_id).await;
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
 
     // B refuses the session's current refresh token.
-    assert_problem(
-        b.refresh(&on_b.refresh_token).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
+    b.assert_refresh_rejected(&on_b.refresh_token).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_on_one_instance_revokes_the_session_on_both() {
     let (a, b) = two_instances(&[("session.reuse_grace_secs", "0")]).await;
     let (_, first) = a.new_session().await;
-    let second: TokenPair = a.refresh(&first.refresh_token).await.json().await.unwrap();
+    let second: TokenPair = a.refreshed(&first.refresh_token).await;
     // No grace at all, but not within the same millisecond either.
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
 
     // The rotated-out token comes back on B: theft, the session is gone everywhere.
-    assert_problem(
-        b.refresh(&first.refresh_token).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
-    assert_problem(
-        a.refresh(&second.refresh_token).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_token",
-    )
-    .await;
+    b.assert_refresh_rejected(&first.refresh_token).await;
+    a.assert_refresh_rejected(&second.refresh_token).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,12 +158,7 @@ async fn with_check_on_access_a_sign_out_on_a_cuts_off_access_on_b() {
             .status(),
         StatusCode::OK
     );
-    let signed_out = a
-        .post_json(
-            "/v1/auth/signout",
-            &json!({"refresh_token": tokens.refresh_token}),
-        )
-        .await;
+    let signed_out = a.signout(&tokens.refresh_token).await;
     assert_eq!(signed_out.status(), StatusCode::NO_CONTENT);
     assert_problem(
         b.get_with_token("/v1/me", &tokens.access_token).await,

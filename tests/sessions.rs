@@ -15,29 +15,6 @@ async fn sessions_of(app: &TestApp, access_token: &str) -> Vec<Value> {
     response.json().await.unwrap()
 }
 
-async fn signout(app: &TestApp, refresh_token: &str) -> reqwest::Response {
-    app.post_json("/v1/auth/signout", &json!({"refresh_token": refresh_token}))
-        .await
-}
-
-async fn delete_session(app: &TestApp, access_token: &str, id: &str) -> reqwest::Response {
-    app.client
-        .delete(app.url(&format!("/v1/sessions/{id}")))
-        .bearer_auth(access_token)
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn signout_all(app: &TestApp, access_token: &str) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/auth/signout-all"))
-        .bearer_auth(access_token)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn me_returns_the_signed_in_user() {
     let app = TestApp::spawn().await;
@@ -89,15 +66,18 @@ async fn revoking_a_session_ends_it_and_others_sessions_are_404() {
     let (_, stranger) = app.new_session().await;
 
     // Someone else's session is not found, and stays alive.
-    let response =
-        delete_session(&app, &first.access_token, &stranger.session_id.to_string()).await;
+    let response = app
+        .delete_session(&first.access_token, &stranger.session_id.to_string())
+        .await;
     assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
     assert_eq!(
         app.refresh(&stranger.refresh_token).await.status(),
         StatusCode::OK
     );
 
-    let response = delete_session(&app, &first.access_token, &second.session_id.to_string()).await;
+    let response = app
+        .delete_session(&first.access_token, &second.session_id.to_string())
+        .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert_eq!(
         app.refresh(&second.refresh_token).await.status(),
@@ -107,9 +87,11 @@ async fn revoking_a_session_ends_it_and_others_sessions_are_404() {
     assert_eq!(sessions.len(), 1);
 
     // Revoking it again: no longer live.
-    let response = delete_session(&app, &first.access_token, &second.session_id.to_string()).await;
+    let response = app
+        .delete_session(&first.access_token, &second.session_id.to_string())
+        .await;
     assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
-    let response = delete_session(&app, &first.access_token, "not-a-uuid").await;
+    let response = app.delete_session(&first.access_token, "not-a-uuid").await;
     assert_problem(response, StatusCode::BAD_REQUEST, "malformed_request").await;
 }
 
@@ -119,7 +101,7 @@ async fn signout_is_idempotent_and_reveals_nothing() {
     let (_, tokens) = app.new_session().await;
     for _ in 0..2 {
         assert_eq!(
-            signout(&app, &tokens.refresh_token).await.status(),
+            app.signout(&tokens.refresh_token).await.status(),
             StatusCode::NO_CONTENT
         );
     }
@@ -128,10 +110,7 @@ async fn signout_is_idempotent_and_reveals_nothing() {
         StatusCode::UNAUTHORIZED
     );
     for unknown in ["", "garbage", "tsr_AAAA"] {
-        assert_eq!(
-            signout(&app, unknown).await.status(),
-            StatusCode::NO_CONTENT
-        );
+        assert_eq!(app.signout(unknown).await.status(), StatusCode::NO_CONTENT);
     }
     let response = app.post_json("/v1/auth/signout", &json!({})).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
@@ -143,7 +122,7 @@ async fn signout_all_revokes_every_session_of_the_caller_only() {
     let (username, first) = app.new_session().await;
     let second = app.sign_in_ok(&username).await;
     let (_, stranger) = app.new_session().await;
-    let response = signout_all(&app, &first.access_token).await;
+    let response = app.signout_all(&first.access_token).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     for tokens in [&first, &second] {
         assert_eq!(
@@ -184,7 +163,7 @@ async fn expired_sessions_leave_no_ghosts_in_the_list() {
 async fn by_default_access_tokens_outlive_signout() {
     let app = TestApp::spawn().await;
     let (_, tokens) = app.new_session().await;
-    signout(&app, &tokens.refresh_token).await;
+    app.signout(&tokens.refresh_token).await;
     // Stateless by default: the token stays valid until it expires.
     let me = app.get_with_token("/v1/me", &tokens.access_token).await;
     assert_eq!(me.status(), StatusCode::OK);
@@ -203,7 +182,7 @@ async fn with_check_on_access_signout_cuts_off_access_tokens_at_once() {
             .status(),
         StatusCode::OK
     );
-    signout(&app, &tokens.refresh_token).await;
+    app.signout(&tokens.refresh_token).await;
     let response = app.get_with_token("/v1/me", &tokens.access_token).await;
     assert_eq!(
         response.headers()["www-authenticate"],
@@ -214,7 +193,8 @@ async fn with_check_on_access_signout_cuts_off_access_tokens_at_once() {
     // Revoking one session and signing out everywhere cut off too.
     let first = app.sign_in_ok(&username).await;
     let second = app.sign_in_ok(&username).await;
-    delete_session(&app, &first.access_token, &second.session_id.to_string()).await;
+    app.delete_session(&first.access_token, &second.session_id.to_string())
+        .await;
     let response = app.get_with_token("/v1/me", &second.access_token).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -223,7 +203,7 @@ async fn with_check_on_access_signout_cuts_off_access_tokens_at_once() {
             .status(),
         StatusCode::OK
     );
-    signout_all(&app, &first.access_token).await;
+    app.signout_all(&first.access_token).await;
     let response = app.get_with_token("/v1/me", &first.access_token).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }

@@ -129,20 +129,10 @@ impl AuthApi {
         body: Json<Credentials>,
     ) -> Result<SignupResponse, Failure<SignupErrors>> {
         let (username, password) = body.0.into_parts();
-        let username = Username::parse(&username);
-        let password = context
+        let (username, password) = context
             .password_policy
-            .parse(password, username.as_ref().ok());
-        let (username, password) = match (username, password) {
-            (Ok(username), Ok(password)) => (username, password),
-            (username, password) => {
-                let errors = username
-                    .err()
-                    .into_iter()
-                    .chain(password.err().into_iter().flatten());
-                return Err(ApiError::Validation(errors.collect()).into());
-            }
-        };
+            .parse_new_account(&username, password)
+            .map_err(ApiError::Validation)?;
         // Reserved before any I/O: under overload the refusal costs no Redis
         // or database call.
         let slot = context.hashing.reserve()?;

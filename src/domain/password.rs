@@ -19,6 +19,25 @@ pub struct NewPassword(String);
 pub struct PasswordAttempt(String);
 
 impl PasswordPolicy {
+    /// A new account's username and password, with every broken rule of
+    /// both reported at once (sign-up and `tessera users create`).
+    pub fn parse_new_account(
+        &self,
+        username: &str,
+        password: String,
+    ) -> Result<(Username, NewPassword), Vec<FieldError>> {
+        let username = Username::parse(username);
+        let password = self.parse(password, username.as_ref().ok());
+        match (username, password) {
+            (Ok(username), Ok(password)) => Ok((username, password)),
+            (username, password) => Err(username
+                .err()
+                .into_iter()
+                .chain(password.err().into_iter().flatten())
+                .collect()),
+        }
+    }
+
     /// Checks every rule and reports every broken one at once. The username,
     /// when valid, is needed for the `contains_username` rule.
     pub fn parse(
@@ -159,6 +178,26 @@ mod tests {
             .parse("correct-Horse-battery-9-staple".into(), None)
             .unwrap();
         assert!(!format!("{password:?}").contains("Horse"));
+    }
+
+    #[test]
+    fn a_new_account_reports_username_and_password_rules_together() {
+        let errors = POLICY
+            .parse_new_account("-bad name", "short".into())
+            .err()
+            .unwrap();
+        let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
+        assert_eq!(codes[0], "invalid_username");
+        assert!(codes.contains(&"too_short"), "{codes:?}");
+        let (name, _) = POLICY
+            .parse_new_account("Alice", "correct-Horse-battery-9-staple".into())
+            .unwrap();
+        assert_eq!(name.as_str(), "alice");
+        let errors = POLICY
+            .parse_new_account("alice", "alice-Horse-battery-9-staple".into())
+            .err()
+            .unwrap();
+        assert_eq!(errors[0].code, "contains_username");
     }
 
     proptest::proptest! {

@@ -155,6 +155,48 @@ impl TestApp {
             .expect("request failed")
     }
 
+    /// Refreshes, expecting a new token pair (never cached).
+    pub async fn refreshed(&self, refresh_token: &str) -> TokenPair {
+        let response = self.refresh(refresh_token).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        response.json().await.expect("token pair")
+    }
+
+    /// Refreshing with this token answers 401 `invalid_token`.
+    pub async fn assert_refresh_rejected(&self, refresh_token: &str) {
+        assert_problem(
+            self.refresh(refresh_token).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+        )
+        .await;
+    }
+
+    pub async fn signout(&self, refresh_token: &str) -> Response {
+        self.post_json("/v1/auth/signout", &json!({"refresh_token": refresh_token}))
+            .await
+    }
+
+    pub async fn signout_all(&self, access_token: &str) -> Response {
+        self.client
+            .post(self.url("/v1/auth/signout-all"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .expect("request failed")
+    }
+
+    /// `DELETE /v1/sessions/{id}`.
+    pub async fn delete_session(&self, access_token: &str, id: impl std::fmt::Display) -> Response {
+        self.client
+            .delete(self.url(&format!("/v1/sessions/{id}")))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .expect("request failed")
+    }
+
     /// A direct connection to this test's database, to check what is stored.
     pub async fn database(&self) -> DatabaseConnection {
         Database::connect(&self.database_url)
@@ -178,6 +220,13 @@ impl TestAppBuilder {
     pub fn set(mut self, key: &str, value: &str) -> Self {
         self.overrides.push((key.into(), value.into()));
         self
+    }
+
+    /// Overrides several settings, as [`TestAppBuilder::set`] does one.
+    pub fn set_all(self, overrides: &[(&str, &str)]) -> Self {
+        overrides
+            .iter()
+            .fold(self, |builder, (key, value)| builder.set(key, value))
     }
 
     /// Runs on `other`'s database and Redis prefix: a second instance of the
