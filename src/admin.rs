@@ -13,13 +13,13 @@ use uuid::Uuid;
 
 use crate::{
     auth::hashing::{HashingError, HashingPool},
-    database,
-    domain::{PasswordPolicy, Username},
-    error::FieldError,
-    keyspace::{Keyspace, RedisUnavailable},
-    sessions::{SessionInfo, SessionStore},
+    clock::Clock,
+    domain::{PasswordPolicy, Username, Violations},
+    error::Causes,
+    flows::{self, ConnectError, Origin, RevokeError, SignupError, Stores, UserOpError},
+    sessions::{SessionError, SessionInfo},
     settings::Settings,
-    users::{User, UserRef, UserStore, UserStoreError},
+    users::{User, UserRef, UserStoreError},
 };
 
 #[derive(Debug, Subcommand)]
@@ -57,26 +57,29 @@ pub enum AdminError {
     #[error("user {0} has no live session {1}")]
     NoSuchSession(String, Uuid),
     #[error("{0}")]
-    Invalid(String),
+    Invalid(#[from] Violations),
     #[error("that username is already taken")]
     UsernameTaken,
-    #[error("database: {0}")]
+    #[error("{}", Causes(.0))]
+    Connect(#[from] ConnectError),
+    #[error("database: {}", Causes(.0))]
     Database(UserStoreError),
-    #[error("cannot migrate the database: {0}")]
-    Migrate(#[from] sea_orm::DbErr),
-    #[error("{0}")]
-    Redis(#[from] RedisUnavailable),
+    #[error("redis: {}", Causes(.0))]
+    Redis(#[from] SessionError),
     #[error("password hashing: {0}")]
     Hashing(#[from] HashingError),
+    #[error("{}", Causes(.0))]
+    Signup(SignupError),
     #[error("reading the password from standard input: {0}")]
     Input(#[from] std::io::Error),
     #[error(
-        "{done}, but revoking their sessions failed ({cause}); run `tessera sessions revoke {user}` when Redis is back"
+        "{done}, but revoking their sessions failed ({}); run `tessera sessions revoke {user}` when Redis is back",
+        Causes(.cause)
     )]
     RevokeAfter {
         done: String,
         user: String,
-        cause: RedisUnavailable,
+        cause: SessionError,
     },
 }
 
@@ -89,119 +92,121 @@ impl From<UserStoreError> for AdminError {
     }
 }
 
-/// The stores a command works on.
-struct Admin {
-    users: UserStore,
-    sessions: SessionStore,
-}
-
-impl Admin {
-    async fn connect(settings: &Settings) -> Result<Admin, AdminError> {
-        let db = database::connect_and_migrate(&settings.database).await?;
-        let keyspace = Keyspace::new(&settings.redis)?;
-        Ok(Admin {
-            users: UserStore::new(db),
-            sessions: SessionStore::new(keyspace, &settings.session),
-        })
-    }
-
-    async fn user(&self, given: &str) -> Result<User, AdminError> {
-        let reference = match given.parse::<Uuid>() {
-            Ok(id) => UserRef::Id(id),
-            Err(_) => UserRef::Name(
-                Username::parse(given).map_err(|_| AdminError::BadUserRef(given.into()))?,
-            ),
-        };
-        self.users
-            .find(&reference)
-            .await?
-            .ok_or_else(|| AdminError::NoSuchUser(given.into()))
-    }
-
-    /// Revokes every session of a user after `done` happened to them.
-    async fn revoke_after(&self, user: &User, done: String) -> Result<String, AdminError> {
-        match self.sessions.revoke_all(user.id).await {
-            Ok(revoked) => Ok(format!("{done}; {revoked} session(s) revoked")),
-            Err(cause) => Err(AdminError::RevokeAfter {
-                done,
-                user: user.username.to_string(),
-                cause,
-            }),
+impl From<SignupError> for AdminError {
+    fn from(err: SignupError) -> Self {
+        match err {
+            SignupError::Hashing(err) => err.into(),
+            SignupError::Users(err) => err.into(),
+            other => AdminError::Signup(other),
         }
     }
 }
 
+/// A flow's failure on the user named `given`, with what was done.
+fn user_op_error(given: &str, done: impl FnOnce(&User) -> String, err: UserOpError) -> AdminError {
+    match err {
+        UserOpError::NoSuchUser => AdminError::NoSuchUser(given.into()),
+        UserOpError::Users(err) => err.into(),
+        UserOpError::Sessions(err) => err.into(),
+        UserOpError::SessionsNotRevoked { user, cause } => AdminError::RevokeAfter {
+            done: done(&user),
+            user: user.username.to_string(),
+            cause,
+        },
+    }
+}
+
+/// How the operator named a user: an id, else a username.
+fn user_ref(given: &str) -> Result<UserRef, AdminError> {
+    match given.parse::<Uuid>() {
+        Ok(id) => Ok(UserRef::Id(id)),
+        Err(_) => Username::parse(given)
+            .map(UserRef::Name)
+            .map_err(|_| AdminError::BadUserRef(given.into())),
+    }
+}
+
+fn described(user: &User) -> String {
+    format!("{} ({})", user.username, user.id)
+}
+
 /// Runs a `users` command; the text to print on success.
 pub async fn users(settings: &Settings, command: UsersCommand) -> Result<String, AdminError> {
-    let admin = Admin::connect(settings).await?;
+    let clock = Clock::system();
+    let stores = Stores::connect(settings, clock).await?;
     match command {
         UsersCommand::Create { username } => {
             let policy = PasswordPolicy {
                 min_score: settings.password.min_score,
             };
-            let (username, password) = policy
-                .parse_new_account(&username, read_password()?)
-                .map_err(|errors| invalid(&errors))?;
+            let (username, password) = policy.parse_new_account(&username, read_password()?)?;
+            // Only the command that hashes starts a hashing pool.
             let hashing = HashingPool::new(&settings.password).await?;
-            let hash = hashing.reserve()?.hash(password).await?;
-            let user = admin.users.create(username, hash).await?;
-            Ok(format!("created user {} ({})", user.username, user.id))
+            let user =
+                flows::sign_up(&stores, &hashing, Origin::Operator, username, password).await?;
+            Ok(format!("created user {}", described(&user)))
         }
-        UsersCommand::List => Ok(user_table(&admin.users.list().await?)),
-        UsersCommand::Disable { user } => {
-            let user = admin.user(&user).await?;
-            if user.disabled_at.is_none() {
-                admin.users.set_disabled(user.id, Some(Utc::now())).await?;
-            }
-            let done = format!("disabled user {} ({})", user.username, user.id);
-            admin.revoke_after(&user, done).await
+        UsersCommand::List => {
+            let users = flows::list_users(&stores)
+                .await
+                .map_err(|err| user_op_error("", |_| String::new(), err))?;
+            Ok(user_table(&users))
         }
-        UsersCommand::Enable { user } => {
-            let user = admin.user(&user).await?;
-            admin.users.set_disabled(user.id, None).await?;
-            Ok(format!("enabled user {} ({})", user.username, user.id))
+        UsersCommand::Disable { user: given } => {
+            let done = |user: &User| format!("disabled user {}", described(user));
+            let (user, revoked) = flows::disable_user(&stores, clock, &user_ref(&given)?)
+                .await
+                .map_err(|err| user_op_error(&given, done, err))?;
+            Ok(format!("{}; {revoked} session(s) revoked", done(&user)))
         }
-        UsersCommand::Delete { user } => {
-            let user = admin.user(&user).await?;
-            admin.users.delete(user.id).await?;
-            let done = format!("deleted user {} ({})", user.username, user.id);
-            admin.revoke_after(&user, done).await
+        UsersCommand::Enable { user: given } => {
+            let user = flows::enable_user(&stores, &user_ref(&given)?)
+                .await
+                .map_err(|err| user_op_error(&given, |_| String::new(), err))?;
+            Ok(format!("enabled user {}", described(&user)))
+        }
+        UsersCommand::Delete { user: given } => {
+            let done = |user: &User| format!("deleted user {}", described(user));
+            let (user, revoked) = flows::delete_user(&stores, &user_ref(&given)?)
+                .await
+                .map_err(|err| user_op_error(&given, done, err))?;
+            Ok(format!("{}; {revoked} session(s) revoked", done(&user)))
         }
     }
 }
 
 /// Runs a `sessions` command; the text to print on success.
 pub async fn sessions(settings: &Settings, command: SessionsCommand) -> Result<String, AdminError> {
-    let admin = Admin::connect(settings).await?;
-    match command {
-        SessionsCommand::List { user } => {
-            let user = admin.user(&user).await?;
-            Ok(session_table(&admin.sessions.list(user.id).await?))
-        }
-        SessionsCommand::Revoke {
-            user,
-            session_id: None,
-        } => {
-            let user = admin.user(&user).await?;
-            let revoked = admin.sessions.revoke_all(user.id).await?;
+    let stores = Stores::connect(settings, Clock::system()).await?;
+    let (given, session_id, listing) = match command {
+        SessionsCommand::List { user } => (user, None, true),
+        SessionsCommand::Revoke { user, session_id } => (user, session_id, false),
+    };
+    let user = flows::find_user(&stores, &user_ref(&given)?)
+        .await
+        .map_err(|err| user_op_error(&given, |_| String::new(), err))?;
+    if listing {
+        let (_, sessions) = flows::list_sessions(&stores, &UserRef::Id(user.id))
+            .await
+            .map_err(|err| user_op_error(&given, |_| String::new(), err))?;
+        return Ok(session_table(&sessions));
+    }
+    match session_id {
+        None => {
+            let revoked = flows::sign_out_everywhere(&stores, user.id).await?;
             Ok(format!(
-                "revoked {revoked} session(s) of {} ({})",
-                user.username, user.id
+                "revoked {revoked} session(s) of {}",
+                described(&user)
             ))
         }
-        SessionsCommand::Revoke {
-            user,
-            session_id: Some(session_id),
-        } => {
-            let user = admin.user(&user).await?;
-            if !admin.sessions.revoke(user.id, session_id).await? {
-                return Err(AdminError::NoSuchSession(
-                    user.username.to_string(),
-                    session_id,
-                ));
-            }
-            Ok(format!("revoked session {session_id} of {}", user.username))
-        }
+        Some(session_id) => match flows::revoke_session(&stores, user.id, session_id).await {
+            Ok(()) => Ok(format!("revoked session {session_id} of {}", user.username)),
+            Err(RevokeError::NotFound) => Err(AdminError::NoSuchSession(
+                user.username.to_string(),
+                session_id,
+            )),
+            Err(RevokeError::Sessions(err)) => Err(err.into()),
+        },
     }
 }
 
@@ -216,14 +221,6 @@ fn read_password() -> Result<String, AdminError> {
     let mut input = String::new();
     std::io::stdin().take(4096).read_to_string(&mut input)?;
     Ok(input.lines().next().unwrap_or_default().to_owned())
-}
-
-fn invalid(errors: &[FieldError]) -> AdminError {
-    let reasons: Vec<String> = errors
-        .iter()
-        .map(|err| format!("{} ({}): {}", err.field, err.code, err.message))
-        .collect();
-    AdminError::Invalid(reasons.join("; "))
 }
 
 fn timestamp(at: DateTime<Utc>) -> String {

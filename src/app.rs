@@ -16,25 +16,23 @@ use poem::{
 use crate::{
     api::{self, ApiContext, ClientIpResolver, RefreshCookie},
     auth::{hashing::HashingPool, jwt::AccessTokens},
-    database,
+    clock::Clock,
     domain::PasswordPolicy,
-    keyspace::Keyspace,
+    error::Causes,
+    flows::{ConnectError, Stores},
     metrics::{Metrics, Scrape, record_requests},
     middleware::{BodyLimit, log_request, problem_responses, security_headers},
-    rate_limit::RateLimiter,
-    sessions::{RefreshTokenKeys, SessionStore},
+    sessions::RefreshTokenKeys,
     settings::{Secret, Settings},
-    users::UserStore,
+    telemetry,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error("database: {0}")]
-    Database(#[from] sea_orm::DbErr),
+    #[error("{}", Causes(.0))]
+    Connect(#[from] ConnectError),
     #[error("password hashing: {0}")]
     Hashing(#[from] crate::auth::hashing::HashingError),
-    #[error("redis: {0}")]
-    Redis(#[from] crate::keyspace::RedisUnavailable),
     #[error("access token keys: {0}")]
     Keys(#[from] crate::auth::jwt::KeyError),
     #[error("binding {addr}: {source}")]
@@ -63,20 +61,22 @@ struct MetricsListener {
 
 impl App {
     pub async fn build(settings: Settings) -> Result<App, StartupError> {
-        let db = database::connect_and_migrate(&settings.database).await?;
-        let keyspace = Keyspace::new(&settings.redis)?;
+        Self::build_with_clock(settings, Clock::system()).await
+    }
+
+    /// As [`App::build`], reading time from `clock` for what the instance
+    /// stamps itself (tests model a host whose clock is off this way).
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<App, StartupError> {
         let metrics = Arc::new(Metrics::default());
         let context = Arc::new(ApiContext {
-            users: UserStore::new(db),
+            stores: Stores::connect(&settings, clock).await?,
             hashing: HashingPool::new(&settings.password).await?,
             password_policy: PasswordPolicy {
                 min_score: settings.password.min_score,
             },
-            sessions: SessionStore::new(keyspace.clone(), &settings.session),
-            rate_limits: RateLimiter::new(keyspace, &settings.rate_limit),
             client_ip: ClientIpResolver::new(settings.server.trusted_proxies.clone()),
             refresh_keys: RefreshTokenKeys::from_settings(&settings.session),
-            access_tokens: AccessTokens::from_settings(&settings.jwt)?,
+            access_tokens: AccessTokens::from_settings(&settings.jwt, clock)?,
             refresh_cookie: RefreshCookie {
                 secure: settings.session.cookie_secure,
             },
@@ -103,8 +103,8 @@ impl App {
             endpoint: routes(context, &settings).boxed(),
             local_addr,
             metrics,
-            shutdown_timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
-            idle_timeout: Duration::from_secs(settings.server.idle_timeout_secs),
+            shutdown_timeout: settings.server.shutdown_timeout,
+            idle_timeout: settings.server.idle_timeout,
         })
     }
 
@@ -145,13 +145,13 @@ impl App {
                     Some(self.shutdown_timeout),
                 )
         };
-        tracing::info!("listening on http://{}", self.local_addr);
+        telemetry::announce(format_args!("listening on http://{}", self.local_addr));
         let api = serve(self.acceptor, self.endpoint, stopped.clone());
         let metrics = async {
             let Some(metrics) = self.metrics else {
                 return Ok(());
             };
-            tracing::info!("metrics on http://{}", metrics.local_addr);
+            telemetry::announce(format_args!("metrics on http://{}", metrics.local_addr));
             serve(metrics.acceptor, metrics.endpoint, stopped).await
         };
         let result = tokio::try_join!(api, metrics).map(|_| ());

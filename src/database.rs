@@ -37,7 +37,7 @@ async fn migrate_under_lock(
     let mut options = ConnectOptions::new(settings.url.clone());
     options
         .max_connections(1)
-        .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
+        .connect_timeout(settings.connect_timeout)
         .sqlx_logging(false);
     let lock_connection = Database::connect(options).await?;
     let lock = lock_connection.begin().await?;
@@ -55,10 +55,10 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         std::fs::create_dir_all(dir)
             .map_err(|err| DbErr::Custom(format!("creating {}: {err}", dir.display())))?;
     }
-    let timeout = Duration::from_millis(settings.connect_timeout_ms);
+    let timeout = settings.connect_timeout;
     let mut options = ConnectOptions::new(settings.url.clone());
     options
-        .max_connections(settings.max_connections)
+        .max_connections(settings.max_connections.get())
         .min_connections(1)
         .connect_timeout(timeout)
         .acquire_timeout(timeout)

@@ -1,8 +1,9 @@
 //! The one HTTP error type and its one mapping to `application/problem+json`
 //! (RFC 9457). Every error the server answers, its own or the framework's,
-//! leaves through [`ApiError::into_problem_response`].
+//! leaves through [`ApiError::into_problem_response`], where it is also
+//! logged, once.
 
-use std::marker::PhantomData;
+use std::{marker::PhantomData, time::Duration};
 
 use poem::{
     Response,
@@ -15,12 +16,19 @@ use poem_openapi::{
 };
 
 use crate::{
-    auth::hashing::HashingError, keyspace::RedisUnavailable, rate_limit::RateLimitError,
+    auth::hashing::HashingError,
+    domain::{Violation, Violations},
+    flows::{RefreshError, RevokeError, SigninError, SignupError},
+    keyspace::RedisError,
+    rate_limit::RateLimitError,
     users::UserStoreError,
 };
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 const PROBLEM_TYPE_BASE: &str = "https://tessera.dev/problems/";
+
+/// Any error kept as the cause of a 5xx, for the log.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// One broken rule of a well-formed request.
 #[derive(Debug, Clone, PartialEq, Eq, Object)]
@@ -34,12 +42,12 @@ pub struct FieldError {
     pub message: String,
 }
 
-impl FieldError {
-    pub fn new(field: &str, code: &str, message: impl Into<String>) -> Self {
+impl From<&Violation> for FieldError {
+    fn from(violation: &Violation) -> Self {
         FieldError {
-            field: field.to_owned(),
-            code: code.to_owned(),
-            message: message.into(),
+            field: violation.field.to_owned(),
+            code: violation.rule.code().to_owned(),
+            message: violation.rule.message(),
         }
     }
 }
@@ -57,6 +65,135 @@ pub struct Problem {
     /// The broken rules; present on 422 only.
     #[oai(skip_serializing_if_is_none)]
     pub errors: Option<Vec<FieldError>>,
+}
+
+/// The kinds of problem the API answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemKind {
+    MalformedRequest,
+    MissingBearer,
+    InvalidToken,
+    InvalidCredentials,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Validation,
+    RateLimited,
+    Unavailable,
+    Internal,
+}
+
+/// What a kind of problem looks like on the wire and in the document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemSpec {
+    pub status: StatusCode,
+    /// Ends the problem `type`.
+    pub code: &'static str,
+    pub title: &'static str,
+    /// The response description in the OpenAPI document.
+    pub description: &'static str,
+}
+
+impl ProblemKind {
+    /// The table of problems: one row per kind.
+    pub const fn spec(self) -> ProblemSpec {
+        const fn row(
+            status: StatusCode,
+            code: &'static str,
+            title: &'static str,
+            description: &'static str,
+        ) -> ProblemSpec {
+            ProblemSpec {
+                status,
+                code,
+                title,
+                description,
+            }
+        }
+        use ProblemKind as K;
+        match self {
+            K::MalformedRequest => row(
+                StatusCode::BAD_REQUEST,
+                "malformed_request",
+                "Malformed request",
+                "Not JSON, or not the operation's shape (`malformed_request`).",
+            ),
+            K::MissingBearer => row(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "Authentication required",
+                "No access token (`invalid_token`, `WWW-Authenticate: Bearer`).",
+            ),
+            K::InvalidToken => row(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "Invalid token",
+                "The token is invalid, expired or revoked (`invalid_token`).",
+            ),
+            K::InvalidCredentials => row(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "Invalid credentials",
+                "Unknown user or wrong password (`invalid_credentials`).",
+            ),
+            K::NotFound => row(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found",
+                "Not found (`not_found`).",
+            ),
+            K::MethodNotAllowed => row(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+                "The resource does not support the method (`method_not_allowed`).",
+            ),
+            K::Conflict => row(
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict",
+                "Conflict with existing state (`conflict`).",
+            ),
+            K::PayloadTooLarge => row(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+                "Request body over the size limit (`payload_too_large`).",
+            ),
+            K::UnsupportedMediaType => row(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Unsupported media type",
+                "Request body is not `application/json` (`unsupported_media_type`).",
+            ),
+            K::Validation => row(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation",
+                "Validation failed",
+                "Well-formed input that breaks a rule (`validation`); see `errors`.",
+            ),
+            K::RateLimited => row(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests",
+                "Rate limited (`rate_limited`); see `Retry-After`.",
+            ),
+            K::Unavailable => row(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+                "A dependency is down or the server is overloaded (`unavailable`); see `Retry-After`.",
+            ),
+            K::Internal => row(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+                "A bug (`internal`).",
+            ),
+        }
+    }
 }
 
 /// Which dependency is missing when the server answers 503.
@@ -78,7 +215,7 @@ impl Dependency {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("malformed request: {0}")]
-    MalformedRequest(String),
+    MalformedRequest(&'static str),
     #[error("missing bearer token")]
     MissingBearer,
     #[error("invalid token")]
@@ -95,80 +232,57 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType,
-    #[error("validation failed")]
-    Validation(Vec<FieldError>),
-    #[error("rate limited for {retry_after_secs}s")]
-    RateLimited { retry_after_secs: u64 },
+    #[error("validation failed: {0}")]
+    Validation(Violations),
+    #[error("rate limited for {retry_after:?}")]
+    RateLimited { retry_after: Duration },
     #[error("overloaded")]
-    Overloaded { retry_after_secs: u64 },
-    #[error("{} unavailable", .0.name())]
-    Unavailable(Dependency),
+    Overloaded,
+    #[error("{} unavailable", .dependency.name())]
+    Unavailable {
+        dependency: Dependency,
+        #[source]
+        source: BoxError,
+    },
     #[error("internal error")]
-    Internal,
+    Internal(#[source] BoxError),
 }
 
+/// How long a client should wait after a 503.
+const RETRY_UNAVAILABLE_AFTER_SECS: u64 = 1;
+
 impl ApiError {
+    pub fn internal(cause: impl Into<BoxError>) -> Self {
+        ApiError::Internal(cause.into())
+    }
+
+    pub fn kind(&self) -> ProblemKind {
+        match self {
+            ApiError::MalformedRequest(_) => ProblemKind::MalformedRequest,
+            ApiError::MissingBearer => ProblemKind::MissingBearer,
+            ApiError::InvalidToken => ProblemKind::InvalidToken,
+            ApiError::InvalidCredentials => ProblemKind::InvalidCredentials,
+            ApiError::NotFound => ProblemKind::NotFound,
+            ApiError::MethodNotAllowed => ProblemKind::MethodNotAllowed,
+            ApiError::Conflict(_) => ProblemKind::Conflict,
+            ApiError::PayloadTooLarge => ProblemKind::PayloadTooLarge,
+            ApiError::UnsupportedMediaType => ProblemKind::UnsupportedMediaType,
+            ApiError::Validation(_) => ProblemKind::Validation,
+            ApiError::RateLimited { .. } => ProblemKind::RateLimited,
+            ApiError::Overloaded | ApiError::Unavailable { .. } => ProblemKind::Unavailable,
+            ApiError::Internal(_) => ProblemKind::Internal,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::MalformedRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::MissingBearer | ApiError::InvalidToken | ApiError::InvalidCredentials => {
-                StatusCode::UNAUTHORIZED
-            }
-            ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Overloaded { .. } | ApiError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// The stable code that ends the problem `type`.
-    fn code(&self) -> &'static str {
-        match self {
-            ApiError::MalformedRequest(_) => "malformed_request",
-            ApiError::MissingBearer | ApiError::InvalidToken => "invalid_token",
-            ApiError::InvalidCredentials => "invalid_credentials",
-            ApiError::NotFound => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::Conflict(_) => "conflict",
-            ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
-            ApiError::Validation(_) => "validation",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Overloaded { .. } | ApiError::Unavailable(_) => "unavailable",
-            ApiError::Internal => "internal",
-        }
-    }
-
-    fn title(&self) -> &'static str {
-        match self {
-            ApiError::MalformedRequest(_) => "Malformed request",
-            ApiError::MissingBearer => "Authentication required",
-            ApiError::InvalidToken => "Invalid token",
-            ApiError::InvalidCredentials => "Invalid credentials",
-            ApiError::NotFound => "Not found",
-            ApiError::MethodNotAllowed => "Method not allowed",
-            ApiError::Conflict(_) => "Conflict",
-            ApiError::PayloadTooLarge => "Payload too large",
-            ApiError::UnsupportedMediaType => "Unsupported media type",
-            ApiError::Validation(_) => "Validation failed",
-            ApiError::RateLimited { .. } => "Too many requests",
-            ApiError::Overloaded { .. } | ApiError::Unavailable(_) => "Service unavailable",
-            ApiError::Internal => "Internal server error",
-        }
+        self.kind().spec().status
     }
 
     /// Never echoes request content: a detail may only carry our own words
     /// and field names.
     fn detail(&self) -> String {
         match self {
-            ApiError::MalformedRequest(detail) => detail.clone(),
+            ApiError::MalformedRequest(detail) => (*detail).into(),
             ApiError::MissingBearer => {
                 "This endpoint needs an `Authorization: Bearer` access token.".into()
             }
@@ -181,36 +295,70 @@ impl ApiError {
             ApiError::Conflict(what) => (*what).into(),
             ApiError::PayloadTooLarge => "The request body exceeds the size limit.".into(),
             ApiError::UnsupportedMediaType => "Send the request body as `application/json`.".into(),
-            ApiError::Validation(errors) => {
-                format!("{} rule(s) broken; see `errors`.", errors.len())
+            ApiError::Validation(broken) => {
+                format!("{} rule(s) broken; see `errors`.", broken.0.len())
             }
-            ApiError::RateLimited { retry_after_secs } => {
-                format!("Too many attempts; retry in {retry_after_secs} s.")
+            ApiError::RateLimited { .. } => format!(
+                "Too many attempts; retry in {} s.",
+                self.retry_after_secs().unwrap_or(1)
+            ),
+            ApiError::Overloaded => {
+                format!("The server is busy; retry in {RETRY_UNAVAILABLE_AFTER_SECS} s.")
             }
-            ApiError::Overloaded { retry_after_secs } => {
-                format!("The server is busy; retry in {retry_after_secs} s.")
-            }
-            ApiError::Unavailable(dependency) => {
+            ApiError::Unavailable { dependency, .. } => {
                 format!("The {} is unavailable; retry shortly.", dependency.name())
             }
-            ApiError::Internal => "An unexpected error occurred.".into(),
+            ApiError::Internal(_) => "An unexpected error occurred.".into(),
+        }
+    }
+
+    /// Whole seconds, rounded up and at least 1, for `Retry-After`.
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after } => {
+                Some((retry_after.as_millis().div_ceil(1000) as u64).max(1))
+            }
+            ApiError::Overloaded | ApiError::Unavailable { .. } => {
+                Some(RETRY_UNAVAILABLE_AFTER_SECS)
+            }
+            _ => None,
         }
     }
 
     pub fn problem(&self) -> Problem {
+        let spec = self.kind().spec();
         Problem {
-            kind: format!("{PROBLEM_TYPE_BASE}{}", self.code()),
-            title: self.title().into(),
-            status: self.status().as_u16(),
+            kind: format!("{PROBLEM_TYPE_BASE}{}", spec.code),
+            title: spec.title.into(),
+            status: spec.status.as_u16(),
             detail: self.detail(),
             errors: match self {
-                ApiError::Validation(errors) => Some(errors.clone()),
+                ApiError::Validation(broken) => {
+                    Some(broken.0.iter().map(FieldError::from).collect())
+                }
                 _ => None,
             },
         }
     }
 
+    /// Logs a failure that is ours to look into (5xx) with its causes;
+    /// the client's own mistakes are only counted, by the request log.
+    fn log(&self) {
+        match self {
+            ApiError::Unavailable { dependency, source } => tracing::warn!(
+                dependency = dependency.name(),
+                error = %Causes(source.as_ref()),
+                "dependency unavailable"
+            ),
+            ApiError::Internal(source) => {
+                tracing::error!(error = %Causes(source.as_ref()), "internal error")
+            }
+            _ => {}
+        }
+    }
+
     pub fn into_problem_response(self) -> Response {
+        self.log();
         let body = self.problem().to_json_string();
         let mut builder = Response::builder()
             .status(self.status())
@@ -222,48 +370,60 @@ impl ApiError {
                 builder =
                     builder.header(header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#)
             }
-            ApiError::RateLimited { retry_after_secs }
-            | ApiError::Overloaded { retry_after_secs } => {
-                builder = builder.header(header::RETRY_AFTER, retry_after_secs.max(1))
-            }
-            ApiError::Unavailable(_) => builder = builder.header(header::RETRY_AFTER, 1),
             _ => {}
+        }
+        if let Some(secs) = self.retry_after_secs() {
+            builder = builder.header(header::RETRY_AFTER, secs);
         }
         builder.body(body)
     }
 
     /// Translates an error raised by poem or poem-openapi (routing, content
     /// negotiation, payload parsing, security schemes) into ours.
-    pub fn from_framework(err: &poem::Error) -> ApiError {
+    pub fn from_framework(err: poem::Error) -> ApiError {
         match err.status() {
             // Parser messages can quote the offending value, which may be a
             // password: they stay out of the body.
             StatusCode::BAD_REQUEST => ApiError::MalformedRequest(
-                "The request is not valid JSON or does not fit the operation's schema.".into(),
+                "The request is not valid JSON or does not fit the operation's schema.",
             ),
             StatusCode::UNAUTHORIZED => ApiError::MissingBearer,
             StatusCode::NOT_FOUND => ApiError::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
-            status => {
-                tracing::error!(%status, error = %err, "unexpected framework error");
-                ApiError::Internal
-            }
+            status => ApiError::internal(format!("unexpected framework error {status}: {err}")),
         }
+    }
+}
+
+/// An error and its sources, `: `-separated, for one log field or one line
+/// of the CLI.
+pub struct Causes<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Causes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+impl From<Violations> for ApiError {
+    fn from(broken: Violations) -> Self {
+        ApiError::Validation(broken)
     }
 }
 
 impl From<HashingError> for ApiError {
     fn from(err: HashingError) -> Self {
         match err {
-            HashingError::Overloaded => ApiError::Overloaded {
-                retry_after_secs: 1,
-            },
-            HashingError::Failed(reason) => {
-                tracing::error!(%reason, "password hashing failed");
-                ApiError::Internal
-            }
+            HashingError::Overloaded => ApiError::Overloaded,
+            failed @ HashingError::Failed(_) => ApiError::internal(failed),
         }
     }
 }
@@ -271,18 +431,22 @@ impl From<HashingError> for ApiError {
 impl From<RateLimitError> for ApiError {
     fn from(err: RateLimitError) -> Self {
         match err {
-            RateLimitError::Limited(left) => ApiError::RateLimited {
-                retry_after_secs: left.as_millis().div_ceil(1000) as u64,
-            },
-            RateLimitError::Unavailable(err) => err.into(),
+            RateLimitError::Limited { retry_after } => ApiError::RateLimited { retry_after },
+            RateLimitError::Redis(err) => err.into(),
         }
     }
 }
 
-impl From<RedisUnavailable> for ApiError {
-    fn from(err: RedisUnavailable) -> Self {
-        tracing::warn!(error = %err, "redis unavailable");
-        ApiError::Unavailable(Dependency::Redis)
+impl From<RedisError> for ApiError {
+    fn from(err: RedisError) -> Self {
+        if err.is_outage() {
+            ApiError::Unavailable {
+                dependency: Dependency::Redis,
+                source: err.into(),
+            }
+        } else {
+            ApiError::internal(err)
+        }
     }
 }
 
@@ -290,26 +454,71 @@ impl From<UserStoreError> for ApiError {
     fn from(err: UserStoreError) -> Self {
         match err {
             UserStoreError::UsernameTaken => ApiError::Conflict("The username is already taken."),
-            UserStoreError::Unavailable(source) => {
-                tracing::warn!(error = %source, "database unavailable");
-                ApiError::Unavailable(Dependency::Database)
-            }
+            UserStoreError::NotFound => ApiError::NotFound,
+            UserStoreError::Unavailable(source) => ApiError::Unavailable {
+                dependency: Dependency::Database,
+                source: source.into(),
+            },
+            unexpected @ UserStoreError::Unexpected(_) => ApiError::internal(unexpected),
+        }
+    }
+}
+
+impl From<SignupError> for ApiError {
+    fn from(err: SignupError) -> Self {
+        match err {
+            SignupError::Hashing(err) => err.into(),
+            SignupError::RateLimit(err) => err.into(),
+            SignupError::Users(err) => err.into(),
+        }
+    }
+}
+
+impl From<SigninError> for ApiError {
+    fn from(err: SigninError) -> Self {
+        match err {
+            SigninError::InvalidCredentials => ApiError::InvalidCredentials,
+            SigninError::Hashing(err) => err.into(),
+            SigninError::RateLimit(err) => err.into(),
+            SigninError::Users(err) => err.into(),
+            SigninError::Sessions(err) => err.into(),
+        }
+    }
+}
+
+impl From<RefreshError> for ApiError {
+    fn from(err: RefreshError) -> Self {
+        match err {
+            RefreshError::Invalid | RefreshError::ReuseDetected { .. } => ApiError::InvalidToken,
+            RefreshError::RateLimit(err) => err.into(),
+            RefreshError::Sessions(err) => err.into(),
+        }
+    }
+}
+
+impl From<RevokeError> for ApiError {
+    fn from(err: RevokeError) -> Self {
+        match err {
+            RevokeError::NotFound => ApiError::NotFound,
+            RevokeError::Sessions(err) => err.into(),
         }
     }
 }
 
 /// The problem responses an operation can give, for its OpenAPI entry.
 pub trait ErrorSet: Send + Sync + 'static {
-    const STATUSES: &'static [u16];
+    const KINDS: &'static [ProblemKind];
 }
 
-/// Declares an [`ErrorSet`] marker type per operation.
+/// Declares an [`ErrorSet`] marker type per operation, listing its
+/// [`ProblemKind`]s; their statuses and descriptions come from the table.
 macro_rules! error_set {
-    ($($name:ident = [$($status:literal),+ $(,)?];)+) => {
+    ($($name:ident = [$($kind:ident),+ $(,)?];)+) => {
         $(
             pub struct $name;
             impl $crate::error::ErrorSet for $name {
-                const STATUSES: &'static [u16] = &[$($status),+];
+                const KINDS: &'static [$crate::error::ProblemKind] =
+                    &[$($crate::error::ProblemKind::$kind),+];
             }
         )+
     };
@@ -317,7 +526,7 @@ macro_rules! error_set {
 pub(crate) use error_set;
 
 /// An [`ApiError`] as an operation's documented failure: the set `S` lists
-/// the statuses the OpenAPI document shows, each with the problem schema.
+/// the problems the OpenAPI document shows, each with the problem schema.
 #[derive(Debug)]
 pub struct Failure<S>(pub ApiError, PhantomData<S>);
 
@@ -340,13 +549,46 @@ impl<S> From<Failure<S>> for poem::Error {
     }
 }
 
+/// The documented responses of a set of problems: one per status, in
+/// ascending order; kinds that share a status share its entry.
+pub fn documented_responses(kinds: &[ProblemKind]) -> Vec<(u16, String)> {
+    let mut responses: Vec<(u16, String)> = Vec::new();
+    for spec in kinds.iter().map(|kind| kind.spec()) {
+        let status = spec.status.as_u16();
+        match responses.iter_mut().find(|(known, _)| *known == status) {
+            Some((_, description)) => {
+                description.push(' ');
+                description.push_str(spec.description);
+            }
+            None => responses.push((status, spec.description.to_owned())),
+        }
+    }
+    responses.sort_by_key(|(status, _)| *status);
+    responses
+}
+
+/// The document wants `'static` descriptions; the sets are few and fixed,
+/// so each distinct text is kept once for the life of the process.
+fn intern(text: String) -> &'static str {
+    static TEXTS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut texts = TEXTS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = texts.iter().find(|known| **known == text) {
+        return known;
+    }
+    let text: &'static str = Box::leak(text.into_boxed_str());
+    texts.push(text);
+    text
+}
+
 impl<S: ErrorSet> ApiResponse for Failure<S> {
     fn meta() -> MetaResponses {
         MetaResponses {
-            responses: S::STATUSES
-                .iter()
-                .map(|&status| MetaResponse {
-                    description: status_description(status),
+            responses: documented_responses(S::KINDS)
+                .into_iter()
+                .map(|(status, description)| MetaResponse {
+                    description: intern(description),
                     status: Some(status),
                     status_range: None,
                     content: vec![MetaMediaType {
@@ -364,39 +606,63 @@ impl<S: ErrorSet> ApiResponse for Failure<S> {
     }
 }
 
-fn status_description(status: u16) -> &'static str {
-    match status {
-        400 => "Malformed request: not JSON, or not the operation's shape (`malformed_request`).",
-        401 => "Not authenticated (`invalid_credentials` or `invalid_token`).",
-        404 => "Not found (`not_found`).",
-        409 => "Conflict with existing state (`conflict`).",
-        413 => "Request body over the size limit.",
-        415 => "Request body is not `application/json`.",
-        422 => "Well-formed input that breaks a rule (`validation`); see `errors`.",
-        429 => "Rate limited (`rate_limited`); see `Retry-After`.",
-        503 => "A dependency is down or the server is overloaded (`unavailable`).",
-        _ => "Error.",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Rule;
 
     #[test]
     fn validation_problem_lists_every_error() {
-        let problem = ApiError::Validation(vec![
-            FieldError::new("password", "too_short", "short"),
-            FieldError::new("password", "common", "common"),
-        ])
+        let problem = ApiError::Validation(Violations(vec![
+            Violation::new("password", Rule::TooShort { min_chars: 12 }),
+            Violation::new("password", Rule::Common),
+        ]))
         .problem();
         assert_eq!(problem.kind, "https://tessera.dev/problems/validation");
         assert_eq!(problem.status, 422);
-        assert_eq!(problem.errors.unwrap().len(), 2);
+        let errors = problem.errors.unwrap();
+        assert_eq!(errors.len(), 2);
+        assert_eq!(errors[0].code, "too_short");
+        assert_eq!(errors[0].field, "password");
     }
 
     #[test]
     fn only_validation_carries_errors() {
         assert!(ApiError::Conflict("taken").problem().errors.is_none());
+    }
+
+    #[test]
+    fn kinds_that_share_a_status_share_one_documented_response() {
+        let responses = documented_responses(&[
+            ProblemKind::Unavailable,
+            ProblemKind::MissingBearer,
+            ProblemKind::InvalidToken,
+        ]);
+        let statuses: Vec<u16> = responses.iter().map(|(status, _)| *status).collect();
+        assert_eq!(statuses, [401, 503]);
+        assert!(responses[0].1.contains("No access token"));
+        assert!(responses[0].1.contains("revoked"));
+    }
+
+    #[test]
+    fn outages_are_503_and_bad_values_500() {
+        let outage = ApiError::from(RedisError::TimedOut(Duration::from_secs(1)));
+        assert_eq!(outage.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let corrupt = ApiError::from(RedisError::Unexpected("rotation status".into()));
+        assert_eq!(corrupt.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let vanished = ApiError::from(UserStoreError::NotFound);
+        assert_eq!(vanished.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up() {
+        let limited = ApiError::RateLimited {
+            retry_after: Duration::from_millis(1200),
+        };
+        assert_eq!(limited.retry_after_secs(), Some(2));
+        let soon = ApiError::RateLimited {
+            retry_after: Duration::from_millis(10),
+        };
+        assert_eq!(soon.retry_after_secs(), Some(1));
     }
 }

@@ -13,19 +13,50 @@ use redis::{
 
 use crate::settings::{RedisEndpoint, RedisSettings};
 
+/// Why a Redis call failed.
 #[derive(Debug, thiserror::Error)]
-#[error("redis unavailable: {0}")]
-pub struct RedisUnavailable(pub String);
+pub enum RedisError {
+    /// Down, unreachable or refusing: worth a retry (503).
+    #[error("redis unavailable")]
+    Unavailable(#[source] redis::RedisError),
+    #[error("redis did not answer within {0:?}")]
+    TimedOut(Duration),
+    /// A reply or stored value of a shape we never write: a bug or
+    /// corruption, not an outage (500).
+    #[error("unexpected value in redis: {0}")]
+    Unexpected(String),
+}
 
-impl From<redis::RedisError> for RedisUnavailable {
-    fn from(err: redis::RedisError) -> Self {
-        RedisUnavailable(err.to_string())
+impl RedisError {
+    /// Whether the caller should come back later rather than report a bug.
+    pub fn is_outage(&self) -> bool {
+        !matches!(self, RedisError::Unexpected(_))
     }
 }
 
-impl From<redis::ParsingError> for RedisUnavailable {
+impl From<redis::RedisError> for RedisError {
+    /// The one place Redis errors are sorted: a reply we cannot read, a
+    /// script that failed on what it found, or a key of the wrong type is a
+    /// bug or corruption; everything else (refused, dropped, loading, cluster
+    /// reshaping) is an outage.
+    fn from(err: redis::RedisError) -> Self {
+        let text = err.to_string();
+        let unexpected = matches!(
+            err.kind(),
+            redis::ErrorKind::Parse | redis::ErrorKind::UnexpectedReturnType
+        ) || text.contains("user_script")
+            || text.contains("WRONGTYPE");
+        if unexpected {
+            RedisError::Unexpected(text)
+        } else {
+            RedisError::Unavailable(err)
+        }
+    }
+}
+
+impl From<redis::ParsingError> for RedisError {
     fn from(err: redis::ParsingError) -> Self {
-        RedisUnavailable(err.to_string())
+        RedisError::Unexpected(err.to_string())
     }
 }
 
@@ -75,9 +106,10 @@ pub struct Keyspace {
 impl Keyspace {
     /// Connects lazily: the server starts (and reports not ready) while Redis
     /// is down, and the connection comes back by itself when Redis does.
-    pub fn new(settings: &RedisSettings) -> Result<Self, RedisUnavailable> {
-        let timeout = Duration::from_millis(settings.command_timeout_ms);
-        let endpoint = settings.endpoint().map_err(RedisUnavailable)?;
+    pub fn new(settings: &RedisSettings) -> Result<Self, RedisError> {
+        let timeout = settings.command_timeout;
+        // `Settings::load` checked the URL already.
+        let endpoint = settings.endpoint().map_err(RedisError::Unexpected)?;
         let connection = match endpoint {
             RedisEndpoint::Single(url) => {
                 let config = ConnectionManagerConfig::new()
@@ -112,18 +144,18 @@ impl Keyspace {
 
     /// Runs one call (command, pipeline or script) within the timeout, so an
     /// outage answers fast instead of hanging.
-    pub async fn run<T, F>(&self, call: impl FnOnce(Connection) -> F) -> Result<T, RedisUnavailable>
+    pub async fn run<T, F>(&self, call: impl FnOnce(Connection) -> F) -> Result<T, RedisError>
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
         match tokio::time::timeout(self.timeout, call(self.connection.clone())).await {
             Ok(result) => Ok(result?),
-            Err(_) => Err(RedisUnavailable("timed out".into())),
+            Err(_) => Err(RedisError::TimedOut(self.timeout)),
         }
     }
 
     /// Readiness: one round-trip (to every primary, on a cluster).
-    pub async fn ping(&self) -> Result<(), RedisUnavailable> {
+    pub async fn ping(&self) -> Result<(), RedisError> {
         let _: String = self
             .run(|mut conn| async move { redis::cmd("PING").query_async(&mut conn).await })
             .await?;

@@ -50,14 +50,14 @@ async fn main() -> ExitCode {
         Command::Users(command) => report(admin::users(&settings, command).await),
         Command::Sessions(command) => report(admin::sessions(&settings, command).await),
         Command::Migrate => {
-            telemetry::init(&settings.log.filter);
+            telemetry::init(&settings.log);
             database::connect_and_migrate(&settings.database)
                 .await
                 .map(|_| tracing::info!("migrations applied"))
                 .map_err(|err| err.to_string())
         }
         Command::Serve | Command::Openapi => {
-            telemetry::init(&settings.log.filter);
+            telemetry::init(&settings.log);
             serve(settings).await
         }
     };

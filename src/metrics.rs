@@ -34,6 +34,8 @@ pub enum SigninOutcome {
     Limited,
     /// Shed (hashing overloaded) or a dependency was down.
     Unavailable,
+    /// A bug or a corrupt stored value (500).
+    Error,
 }
 
 /// How a refresh ended.
@@ -48,6 +50,7 @@ pub enum RefreshOutcome {
     ReuseDetected,
     Limited,
     Unavailable,
+    Error,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -107,13 +110,13 @@ impl Default for Metrics {
         let signins = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "tessera_signins",
-            "Sign-in attempts by outcome (success, invalid, limited, unavailable)",
+            "Sign-in attempts by outcome (success, invalid, limited, unavailable, error)",
             signins.clone(),
         );
         let refreshes = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "tessera_refreshes",
-            "Refresh attempts by outcome (rotated, converged, invalid, reuse_detected, limited, unavailable)",
+            "Refresh attempts by outcome (rotated, converged, invalid, reuse_detected, limited, unavailable, error)",
             refreshes.clone(),
         );
         let reuse_detected = Counter::default();
@@ -154,6 +157,7 @@ impl Metrics {
             SigninOutcome::Invalid => "invalid",
             SigninOutcome::Limited => "limited",
             SigninOutcome::Unavailable => "unavailable",
+            SigninOutcome::Error => "error",
         };
         self.signins.get_or_create(&OutcomeLabels { outcome }).inc();
     }
@@ -169,6 +173,7 @@ impl Metrics {
             RefreshOutcome::ReuseDetected => "reuse_detected",
             RefreshOutcome::Limited => "limited",
             RefreshOutcome::Unavailable => "unavailable",
+            RefreshOutcome::Error => "error",
         };
         self.refreshes
             .get_or_create(&OutcomeLabels { outcome })

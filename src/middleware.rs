@@ -72,7 +72,7 @@ pub async fn problem_responses<E: Endpoint>(next: E, req: Request) -> Result<Res
             let route = err.data::<PathPattern>().cloned();
             let mut response = match err.downcast::<ApiError>() {
                 Ok(api_error) => api_error.into_problem_response(),
-                Err(other) => ApiError::from_framework(&other).into_problem_response(),
+                Err(other) => ApiError::from_framework(other).into_problem_response(),
             };
             if let Some(route) = route {
                 response.set_data(route);
@@ -85,7 +85,7 @@ pub async fn problem_responses<E: Endpoint>(next: E, req: Request) -> Result<Res
 /// Caps request bodies. A declared length over the limit is refused; a body
 /// without a declared length is read up to the limit and no further.
 pub struct BodyLimit {
-    pub max_bytes: usize,
+    pub max_bytes: std::num::NonZeroUsize,
 }
 
 impl<E: Endpoint> Middleware<E> for BodyLimit {
@@ -94,7 +94,7 @@ impl<E: Endpoint> Middleware<E> for BodyLimit {
     fn transform(&self, inner: E) -> Self::Output {
         BodyLimitEndpoint {
             inner,
-            max_bytes: self.max_bytes,
+            max_bytes: self.max_bytes.get(),
         }
     }
 }
@@ -129,9 +129,7 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
                     .await
                     .map_err(|err| match err {
                         ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge,
-                        _ => {
-                            ApiError::MalformedRequest("The request body could not be read.".into())
-                        }
+                        _ => ApiError::MalformedRequest("The request body could not be read."),
                     })?;
                 req.set_body(body);
             }

@@ -4,7 +4,13 @@
 //! Everything is checked once here, at start-up; the rest of the server
 //! takes these values as given.
 
-use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{
+    fmt,
+    net::SocketAddr,
+    num::{NonZeroU32, NonZeroU64, NonZeroUsize},
+    path::PathBuf,
+    time::Duration,
+};
 
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -95,10 +101,13 @@ fn default_environment() -> Environment {
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     pub bind: SocketAddr,
-    pub body_limit_bytes: usize,
-    pub shutdown_timeout_secs: u64,
+    pub body_limit_bytes: NonZeroUsize,
+    /// In-flight requests get this long to finish after SIGTERM.
+    #[serde(rename = "shutdown_timeout_secs", deserialize_with = "seconds")]
+    pub shutdown_timeout: Duration,
     /// Connections with no activity for this long are closed.
-    pub idle_timeout_secs: u64,
+    #[serde(rename = "idle_timeout_secs", deserialize_with = "seconds")]
+    pub idle_timeout: Duration,
     /// Peers (addresses or CIDR ranges) whose `X-Forwarded-For` is believed.
     #[serde(default, deserialize_with = "networks")]
     pub trusted_proxies: Vec<IpNet>,
@@ -111,8 +120,9 @@ pub struct ServerSettings {
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
     pub url: String,
-    pub max_connections: u32,
-    pub connect_timeout_ms: u64,
+    pub max_connections: NonZeroU32,
+    #[serde(rename = "connect_timeout_ms", deserialize_with = "millis")]
+    pub connect_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -122,7 +132,8 @@ pub struct RedisSettings {
     /// for a Redis Cluster (the hosts are seed nodes).
     pub url: String,
     pub key_prefix: String,
-    pub command_timeout_ms: u64,
+    #[serde(rename = "command_timeout_ms", deserialize_with = "millis")]
+    pub command_timeout: Duration,
 }
 
 /// Where Redis is, as `redis.url` says.
@@ -209,12 +220,95 @@ where
     raw.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
+/// A count where `0` means "choose for me".
+fn zero_as_none<'de, D>(deserializer: D) -> Result<Option<NonZeroUsize>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(NonZeroUsize::new(usize::deserialize(deserializer)?))
+}
+
+/// A `…_SECS` value: whole or decimal seconds (`0.25` is a quarter of a
+/// second, which tests use for short windows), greater than zero.
+fn seconds<'de, D>(deserializer: D) -> Result<Duration, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    positive(seconds_or_zero(deserializer)?)
+}
+
+/// A `…_SECS` value that may be `0` (a window that is off).
+fn seconds_or_zero<'de, D>(deserializer: D) -> Result<Duration, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let seconds = deserializer.deserialize_any(NumberVisitor)?;
+    Duration::try_from_secs_f64(seconds)
+        .map_err(|_| serde::de::Error::custom(format!("`{seconds}` is not a number of seconds")))
+}
+
+/// A `…_MS` value: whole milliseconds, greater than zero.
+fn millis<'de, D>(deserializer: D) -> Result<Duration, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let millis = deserializer.deserialize_any(NumberVisitor)?;
+    if millis.fract() != 0.0 || !(0.0..=u64::MAX as f64).contains(&millis) {
+        return Err(serde::de::Error::custom(format!(
+            "`{millis}` is not a whole number of milliseconds"
+        )));
+    }
+    positive(Duration::from_millis(millis as u64))
+}
+
+/// Redis and the timers work in milliseconds: anything shorter would be 0.
+fn positive<E: serde::de::Error>(duration: Duration) -> Result<Duration, E> {
+    if duration < Duration::from_millis(1) {
+        return Err(E::custom("must be at least 1 ms (0.001 s)"));
+    }
+    Ok(duration)
+}
+
+/// A number as TOML or an environment variable gives it.
+struct NumberVisitor;
+
+impl serde::de::Visitor<'_> for NumberVisitor {
+    type Value = f64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a number, such as 60 or 0.5")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<f64, E> {
+        Ok(value as f64)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<f64, E> {
+        Ok(value as f64)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<f64, E> {
+        Ok(value)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<f64, E> {
+        value
+            .trim()
+            .parse()
+            .map_err(|_| E::custom(format!("`{value}` is not a number")))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionSettings {
-    pub idle_timeout_secs: u64,
-    pub absolute_lifetime_secs: u64,
-    pub reuse_grace_secs: u64,
+    #[serde(rename = "idle_timeout_secs", deserialize_with = "seconds")]
+    pub idle_timeout: Duration,
+    #[serde(rename = "absolute_lifetime_secs", deserialize_with = "seconds")]
+    pub absolute_lifetime: Duration,
+    /// `0` turns the grace window off.
+    #[serde(rename = "reuse_grace_secs", deserialize_with = "seconds_or_zero")]
+    pub reuse_grace: Duration,
     pub check_on_access: bool,
     pub cookie_secure: bool,
     /// Key that refresh tokens are derived from (HMAC-SHA256).
@@ -246,7 +340,9 @@ pub struct JwtSettings {
     pub previous_ed25519_private_key_paths: Vec<PathBuf>,
     pub issuer: String,
     pub audience: String,
-    pub access_ttl_secs: u64,
+    #[serde(rename = "access_ttl_secs", deserialize_with = "seconds")]
+    pub access_ttl: Duration,
+    /// Whole seconds: what JWT validation works in.
     pub leeway_secs: u64,
 }
 
@@ -257,8 +353,9 @@ pub struct PasswordSettings {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
-    /// Hashes computed at once; `0` means one per CPU core.
-    pub hashing_workers: usize,
+    /// Hashes computed at once; `0` (`None`) means one per CPU core.
+    #[serde(deserialize_with = "zero_as_none")]
+    pub hashing_workers: Option<NonZeroUsize>,
     /// Requests that may wait for a hashing slot before the server sheds load.
     pub hashing_queue: usize,
 }
@@ -268,14 +365,17 @@ pub struct PasswordSettings {
 pub struct RateLimitSettings {
     pub enabled: bool,
     /// Failed sign-ins allowed per username and client IP per window.
-    pub signin_failures: u64,
-    pub signin_window_secs: u64,
+    pub signin_failures: NonZeroU64,
+    #[serde(rename = "signin_window_secs", deserialize_with = "seconds")]
+    pub signin_window: Duration,
     /// Sign-ups (that reach password hashing) allowed per client IP per window.
-    pub signups_per_ip: u64,
-    pub signup_window_secs: u64,
+    pub signups_per_ip: NonZeroU64,
+    #[serde(rename = "signup_window_secs", deserialize_with = "seconds")]
+    pub signup_window: Duration,
     /// Refreshes allowed per session per window.
-    pub refreshes_per_session: u64,
-    pub refresh_window_secs: u64,
+    pub refreshes_per_session: NonZeroU64,
+    #[serde(rename = "refresh_window_secs", deserialize_with = "seconds")]
+    pub refresh_window: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -283,6 +383,17 @@ pub struct RateLimitSettings {
 pub struct LogSettings {
     /// A `tracing_subscriber::EnvFilter` directive; `RUST_LOG` wins when set.
     pub filter: String,
+    pub format: LogFormat,
+}
+
+/// How log lines are written to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for collectors.
+    Json,
 }
 
 /// A configuration problem; the message always names the offending key.
@@ -350,55 +461,7 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), SettingsError> {
-        let positive = [
-            (
-                "server.body_limit_bytes",
-                self.server.body_limit_bytes as u64,
-            ),
-            (
-                "database.max_connections",
-                self.database.max_connections.into(),
-            ),
-            (
-                "database.connect_timeout_ms",
-                self.database.connect_timeout_ms,
-            ),
-            ("redis.command_timeout_ms", self.redis.command_timeout_ms),
-            ("session.idle_timeout_secs", self.session.idle_timeout_secs),
-            (
-                "session.absolute_lifetime_secs",
-                self.session.absolute_lifetime_secs,
-            ),
-            ("jwt.access_ttl_secs", self.jwt.access_ttl_secs),
-            ("server.idle_timeout_secs", self.server.idle_timeout_secs),
-            (
-                "rate_limit.signin_failures",
-                self.rate_limit.signin_failures,
-            ),
-            (
-                "rate_limit.signin_window_secs",
-                self.rate_limit.signin_window_secs,
-            ),
-            ("rate_limit.signups_per_ip", self.rate_limit.signups_per_ip),
-            (
-                "rate_limit.signup_window_secs",
-                self.rate_limit.signup_window_secs,
-            ),
-            (
-                "rate_limit.refreshes_per_session",
-                self.rate_limit.refreshes_per_session,
-            ),
-            (
-                "rate_limit.refresh_window_secs",
-                self.rate_limit.refresh_window_secs,
-            ),
-        ];
-        for (key, value) in positive {
-            if value == 0 {
-                return Err(SettingsError::invalid(key, "must be greater than 0"));
-            }
-        }
-        if self.session.absolute_lifetime_secs < self.session.idle_timeout_secs {
+        if self.session.absolute_lifetime < self.session.idle_timeout {
             return Err(SettingsError::invalid(
                 "session.absolute_lifetime_secs",
                 "must not be shorter than session.idle_timeout_secs",
@@ -499,12 +562,6 @@ impl Settings {
     }
 }
 
-impl SessionSettings {
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.idle_timeout_secs)
-    }
-}
-
 /// `TESSERA_CONFIG_DIR`, or `config/` in the working directory.
 fn config_dir() -> PathBuf {
     std::env::var_os("TESSERA_CONFIG_DIR")
@@ -532,15 +589,19 @@ mod tests {
         assert_eq!(settings.database.url, "sqlite://data/tessera.db?mode=rwc");
         assert_eq!(settings.redis.url, "redis://127.0.0.1:6379");
         assert_eq!(settings.redis.key_prefix, "tessera:");
-        assert_eq!(settings.session.idle_timeout_secs, 3600);
-        assert_eq!(settings.session.absolute_lifetime_secs, 2_592_000);
-        assert_eq!(settings.session.reuse_grace_secs, 10);
+        assert_eq!(settings.session.idle_timeout, Duration::from_secs(3600));
+        assert_eq!(
+            settings.session.absolute_lifetime,
+            Duration::from_secs(2_592_000)
+        );
+        assert_eq!(settings.session.reuse_grace, Duration::from_secs(10));
         assert!(!settings.session.check_on_access);
-        assert_eq!(settings.jwt.access_ttl_secs, 900);
+        assert_eq!(settings.jwt.access_ttl, Duration::from_secs(900));
         assert_eq!(settings.jwt.leeway_secs, 5);
         assert_eq!(settings.jwt.secret.expose(), DEVELOPMENT_JWT_SECRET);
         assert_eq!(settings.password.min_score, 60);
         assert!(settings.rate_limit.enabled);
+        assert_eq!(settings.log.format, LogFormat::Text);
     }
 
     #[test]
@@ -557,9 +618,39 @@ mod tests {
             ("TESSERA__REDIS__KEY_PREFIX".to_string(), "t1:".to_string()),
         ];
         let settings = Settings::load("development", variables).unwrap();
-        assert_eq!(settings.session.idle_timeout_secs, 2);
+        assert_eq!(settings.session.idle_timeout, Duration::from_secs(2));
         assert!(settings.session.check_on_access);
         assert_eq!(settings.redis.key_prefix, "t1:");
+    }
+
+    #[test]
+    fn durations_take_decimal_seconds_and_whole_milliseconds() {
+        let settings = load(
+            "test",
+            &[
+                ("session.idle_timeout_secs", "0.25"),
+                ("session.reuse_grace_secs", "0"),
+                ("redis.command_timeout_ms", "150"),
+                ("password.hashing_workers", "0"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.session.idle_timeout, Duration::from_millis(250));
+        assert_eq!(settings.session.reuse_grace, Duration::ZERO);
+        assert_eq!(settings.redis.command_timeout, Duration::from_millis(150));
+        assert_eq!(settings.password.hashing_workers, None);
+        for (key, value) in [
+            ("session.idle_timeout_secs", "0"),
+            ("session.idle_timeout_secs", "-1"),
+            ("redis.command_timeout_ms", "0"),
+            ("redis.command_timeout_ms", "0.5"),
+            ("rate_limit.signin_failures", "0"),
+            ("database.max_connections", "0"),
+            ("server.body_limit_bytes", "0"),
+        ] {
+            let err = load("test", &[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}={value}: {err}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::domain::Username;
+use crate::{clock::Clock, domain::Username};
 
 /// A user as the rest of the server sees it; the hash stays in here unless asked for.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ pub enum UserRef {
 }
 
 /// A user with the stored password hash, for sign-in.
-pub struct Credentials {
+pub struct StoredCredentials {
     pub user: User,
     pub password_hash: String,
 }
@@ -37,16 +37,32 @@ pub struct Credentials {
 pub enum UserStoreError {
     #[error("username already taken")]
     UsernameTaken,
-    #[error("database unavailable: {0}")]
-    Unavailable(DbErr),
+    /// The user went away between reading and writing it.
+    #[error("no such user")]
+    NotFound,
+    #[error("database unavailable")]
+    Unavailable(#[source] DbErr),
+    /// A stored value we cannot read back: a bug or corruption, not an outage.
+    #[error("unexpected value in the database")]
+    Unexpected(#[source] DbErr),
 }
 
 impl From<DbErr> for UserStoreError {
-    /// The one place a unique violation becomes a conflict; every other
-    /// database error means the store cannot answer now.
+    /// The one place database errors are sorted: a unique violation is a
+    /// conflict, a vanished row is not found, an unreadable value is a bug,
+    /// and the rest (connections, timeouts, locks) mean the store cannot
+    /// answer now.
     fn from(err: DbErr) -> Self {
-        match err.sql_err() {
-            Some(SqlErr::UniqueConstraintViolation(_)) => UserStoreError::UsernameTaken,
+        if let Some(SqlErr::UniqueConstraintViolation(_)) = err.sql_err() {
+            return UserStoreError::UsernameTaken;
+        }
+        match err {
+            DbErr::RecordNotFound(_) | DbErr::RecordNotUpdated => UserStoreError::NotFound,
+            DbErr::Type(_)
+            | DbErr::Json(_)
+            | DbErr::TryIntoErr { .. }
+            | DbErr::ConvertFromU64(_)
+            | DbErr::AttrNotSet(_) => UserStoreError::Unexpected(err),
             _ => UserStoreError::Unavailable(err),
         }
     }
@@ -55,11 +71,12 @@ impl From<DbErr> for UserStoreError {
 #[derive(Clone)]
 pub struct UserStore {
     db: DatabaseConnection,
+    clock: Clock,
 }
 
 impl UserStore {
-    pub fn new(db: DatabaseConnection) -> Self {
-        UserStore { db }
+    pub fn new(db: DatabaseConnection, clock: Clock) -> Self {
+        UserStore { db, clock }
     }
 
     /// Inserts a user; the unique index on `username` settles races.
@@ -68,7 +85,7 @@ impl UserStore {
         username: Username,
         password_hash: String,
     ) -> Result<User, UserStoreError> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let model = user::ActiveModel {
             id: Set(Uuid::now_v7()),
             username: Set(username.as_str().to_owned()),
@@ -95,7 +112,7 @@ impl UserStore {
     pub async fn find_credentials(
         &self,
         username: &Username,
-    ) -> Result<Option<Credentials>, UserStoreError> {
+    ) -> Result<Option<StoredCredentials>, UserStoreError> {
         let model = self
             .unique(
                 user::Entity::find()
@@ -103,7 +120,7 @@ impl UserStore {
                     .filter(user::Column::DisabledAt.is_null()),
             )
             .await?;
-        Ok(model.map(|model| Credentials {
+        Ok(model.map(|model| StoredCredentials {
             password_hash: model.password_hash.clone(),
             user: model.into(),
         }))
@@ -117,7 +134,7 @@ impl UserStore {
         user::ActiveModel {
             id: Set(id),
             password_hash: Set(password_hash),
-            updated_at: Set(Utc::now()),
+            updated_at: Set(self.clock.now()),
             ..Default::default()
         }
         .update(&self.db)
@@ -155,7 +172,7 @@ impl UserStore {
         user::ActiveModel {
             id: Set(id),
             disabled_at: Set(disabled_at),
-            updated_at: Set(Utc::now()),
+            updated_at: Set(self.clock.now()),
             ..Default::default()
         }
         .update(&self.db)

@@ -33,13 +33,16 @@ async fn check_access_token(
     req: &Request,
     bearer: poem_openapi::auth::Bearer,
 ) -> poem::Result<Principal> {
-    let context = req.data::<Arc<ApiContext>>().ok_or(ApiError::Internal)?;
+    let context = req
+        .data::<Arc<ApiContext>>()
+        .ok_or_else(|| ApiError::internal("the API context is missing from the request"))?;
     let claims = context
         .access_tokens
         .verify(&bearer.token)
         .map_err(|_| ApiError::InvalidToken)?;
     if context.check_session_on_access
         && !context
+            .stores
             .sessions
             .is_live(claims.sub, claims.sid)
             .await

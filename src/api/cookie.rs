@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
-use poem::Request;
+use super::whole_seconds;
 
+/// The cookie's name; the refresh and sign-out operations declare it as
+/// their cookie parameter (a test checks the two agree).
 pub const REFRESH_COOKIE: &str = "tessera_refresh";
 /// Only refresh and sign-out need it.
 const COOKIE_PATH: &str = "/v1/auth";
@@ -15,7 +17,7 @@ pub struct RefreshCookie {
 
 impl RefreshCookie {
     pub fn set(&self, token: &str, max_age: Duration) -> String {
-        self.render(token, max_age.as_millis().div_ceil(1000) as u64)
+        self.render(token, whole_seconds(max_age))
     }
 
     pub fn clear(&self) -> String {
@@ -28,19 +30,6 @@ impl RefreshCookie {
             "{REFRESH_COOKIE}={value}; HttpOnly{secure}; SameSite=Strict; Path={COOKIE_PATH}; Max-Age={max_age}"
         )
     }
-}
-
-/// The refresh token from the `Cookie` header, if one was sent.
-pub fn refresh_token_from_cookie(req: &Request) -> Option<String> {
-    req.headers()
-        .get_all(poem::http::header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|header| header.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == REFRESH_COOKIE)
-        .map(|(_, value)| value.trim_matches('"').to_owned())
-        .filter(|value| !value.is_empty())
 }
 
 #[cfg(test)]
@@ -59,15 +48,5 @@ mod tests {
                 .clear()
                 .ends_with("Max-Age=0")
         );
-    }
-
-    #[test]
-    fn the_token_is_found_among_other_cookies() {
-        let req = Request::builder()
-            .header("cookie", "a=1; tessera_refresh=tsr_abc; b=2")
-            .finish();
-        assert_eq!(refresh_token_from_cookie(&req).as_deref(), Some("tsr_abc"));
-        let req = Request::builder().header("cookie", "a=1").finish();
-        assert_eq!(refresh_token_from_cookie(&req), None);
     }
 }

@@ -2,16 +2,37 @@ use chrono::{DateTime, Utc};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use uuid::Uuid;
 
-use super::{ApiTags, Context, auth::UserView, bearer::Bearer};
+use super::{ApiTags, Context, bearer::Bearer};
 use crate::{
     error::{ApiError, Failure, error_set},
+    flows,
     sessions::SessionInfo,
+    users::User,
 };
 
 error_set! {
-    GetMeErrors = [401, 503];
-    ListSessionsErrors = [401, 503];
-    RevokeSessionErrors = [400, 401, 404, 503];
+    GetMeErrors = [InvalidToken, MissingBearer, Unavailable];
+    ListSessionsErrors = [InvalidToken, MissingBearer, Unavailable];
+    RevokeSessionErrors = [MalformedRequest, InvalidToken, MissingBearer, NotFound, Unavailable];
+}
+
+/// A user as clients see it.
+#[derive(Object)]
+pub struct UserView {
+    id: Uuid,
+    /// Lower-cased.
+    username: String,
+    created_at: DateTime<Utc>,
+}
+
+impl From<User> for UserView {
+    fn from(user: User) -> Self {
+        UserView {
+            id: user.id,
+            username: user.username.to_string(),
+            created_at: user.created_at,
+        }
+    }
 }
 
 /// A live refresh session of the caller.
@@ -65,6 +86,7 @@ impl MeApi {
     ) -> Result<MeResponse, Failure<GetMeErrors>> {
         // A valid token for a user that no longer exists, or was disabled, proves nothing.
         let user = context
+            .stores
             .users
             .find_active(auth.0.user_id)
             .await?
@@ -79,7 +101,7 @@ impl MeApi {
         context: Context<'_>,
         auth: Bearer,
     ) -> Result<SessionsResponse, Failure<ListSessionsErrors>> {
-        let sessions = context.sessions.list(auth.0.user_id).await?;
+        let sessions = context.stores.sessions.list(auth.0.user_id).await?;
         let current = auth.0.session_id;
         let views = sessions
             .into_iter()
@@ -101,11 +123,8 @@ impl MeApi {
         id: Path<Uuid>,
     ) -> Result<RevokeResponse, Failure<RevokeSessionErrors>> {
         // Another user's session is as absent as a dead one: no oracle.
-        if context.sessions.revoke(auth.0.user_id, id.0).await? {
-            Ok(RevokeResponse::Revoked)
-        } else {
-            Err(ApiError::NotFound.into())
-        }
+        flows::revoke_session(&context.stores, auth.0.user_id, id.0).await?;
+        Ok(RevokeResponse::Revoked)
     }
 }
 

@@ -10,8 +10,9 @@ mod me;
 mod ops;
 mod strict;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
+use poem::Request;
 use poem_openapi::{OpenApiService, Tags};
 
 pub use client_ip::ClientIpResolver;
@@ -20,22 +21,19 @@ pub use cookie::RefreshCookie;
 use crate::{
     auth::{hashing::HashingPool, jwt::AccessTokens},
     domain::PasswordPolicy,
+    flows::Stores,
     metrics::Metrics,
-    rate_limit::RateLimiter,
-    sessions::{RefreshTokenKeys, SessionStore},
-    users::UserStore,
+    sessions::{ClientInfo, RefreshTokenKeys},
 };
 
 /// What every handler may use; built once in [`crate::app::App::build`].
 pub struct ApiContext {
-    pub users: UserStore,
+    pub stores: Stores,
     pub hashing: HashingPool,
     pub password_policy: PasswordPolicy,
-    pub sessions: SessionStore,
     pub refresh_keys: RefreshTokenKeys,
     pub access_tokens: AccessTokens,
     pub refresh_cookie: RefreshCookie,
-    pub rate_limits: RateLimiter,
     pub client_ip: ClientIpResolver,
     /// Whether the bearer check also requires the session to be live.
     pub check_session_on_access: bool,
@@ -70,3 +68,37 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
 
 /// Shared handler state, as handlers take it: `context: Context<'_>`.
 pub type Context<'a> = poem::web::Data<&'a Arc<ApiContext>>;
+
+/// Who is calling, as a new session records it.
+fn client_info(context: &ApiContext, req: &Request) -> ClientInfo {
+    const MAX_USER_AGENT_CHARS: usize = 256;
+    let user_agent = req
+        .headers()
+        .get(poem::http::header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect());
+    ClientInfo {
+        user_agent,
+        ip: context.client_ip.resolve(req),
+    }
+}
+
+/// Rounded up, so that a session with time left never reports 0.
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_millis().div_ceil(1000) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refresh_cookie_parameter_is_the_cookie_we_set() {
+        let document: serde_json::Value = serde_json::from_str(&openapi_service().spec()).unwrap();
+        for path in ["/v1/auth/refresh", "/v1/auth/signout"] {
+            let parameters = &document["paths"][path]["post"]["parameters"];
+            assert_eq!(parameters[0]["in"], "cookie", "{path}: {parameters}");
+            assert_eq!(parameters[0]["name"], cookie::REFRESH_COOKIE, "{path}");
+        }
+    }
+}

@@ -66,7 +66,8 @@ impl OpsApi {
     /// Readiness: the database and Redis answer
     #[oai(path = "/health/ready", method = "get", operation_id = "ready")]
     async fn ready(&self, context: Context<'_>) -> ReadyResponse {
-        let (database, redis) = tokio::join!(context.users.ping(), context.sessions.ping());
+        let stores = &context.stores;
+        let (database, redis) = tokio::join!(stores.users.ping(), stores.sessions.ping());
         let (database, redis) = (database.is_ok(), redis.is_ok());
         let readiness = Readiness {
             status: state(database && redis),

@@ -103,6 +103,15 @@ pub struct HashingPool {
 impl HashingPool {
     /// Starts the workers and computes the dummy hash on one of them.
     pub async fn new(settings: &PasswordSettings) -> Result<Self, HashingError> {
+        Self::start(settings, RELEASE_IDLE_MEMORY_AFTER).await
+    }
+
+    /// As [`HashingPool::new`], with workers that free their memory after
+    /// `release_after` idle.
+    async fn start(
+        settings: &PasswordSettings,
+        release_after: Duration,
+    ) -> Result<Self, HashingError> {
         let params = Params::new(
             settings.argon2_memory_kib,
             settings.argon2_iterations,
@@ -110,16 +119,16 @@ impl HashingPool {
             None,
         )
         .map_err(|err| HashingError::Failed(err.to_string()))?;
-        let workers = match settings.hashing_workers {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            n => n,
-        };
+        let workers = settings
+            .hashing_workers
+            .or_else(|| std::thread::available_parallelism().ok())
+            .map_or(1, usize::from);
         let (jobs, receiver) = flume::unbounded::<Job>();
         for index in 0..workers {
             let receiver = receiver.clone();
             std::thread::Builder::new()
                 .name(format!("tessera-hash-{index}"))
-                .spawn(move || work(&receiver, RELEASE_IDLE_MEMORY_AFTER))
+                .spawn(move || work(&receiver, release_after))
                 .map_err(|err| HashingError::Failed(err.to_string()))?;
         }
         let capacity = workers + settings.hashing_queue;
@@ -335,7 +344,7 @@ mod tests {
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
-            hashing_workers: 1,
+            hashing_workers: std::num::NonZeroUsize::new(1),
             hashing_queue: queue,
         }
     }
@@ -455,15 +464,22 @@ mod tests {
 
     #[tokio::test]
     async fn idle_workers_free_their_memory() {
-        let pool = HashingPool::new(&settings(4)).await.unwrap();
-        tokio::time::sleep(RELEASE_IDLE_MEMORY_AFTER + Duration::from_millis(500)).await;
-        let held = pool
-            .reserve()
-            .unwrap()
-            .run(|memory| memory.0.len())
+        let release_after = Duration::from_millis(200);
+        let pool = HashingPool::start(&settings(4), release_after)
             .await
             .unwrap();
-        assert_eq!(held, 0);
+        let held = || async {
+            pool.reserve()
+                .unwrap()
+                .run(|memory| memory.0.len())
+                .await
+                .unwrap()
+        };
+        // The dummy hash just ran: the worker still holds its memory…
+        assert_eq!(held().await, 19_456);
+        tokio::time::sleep(release_after * 3).await;
+        // …and gives it back once idle.
+        assert_eq!(held().await, 0);
     }
 
     #[tokio::test]

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation,
     jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash},
@@ -16,7 +15,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::settings::{JwtAlgorithm, JwtSettings};
+use crate::{
+    clock::Clock,
+    settings::{JwtAlgorithm, JwtSettings},
+};
 
 /// `typ` of our access tokens (RFC 9068), so no other JWT passes for one.
 const ACCESS_TOKEN_TYPE: &str = "at+jwt";
@@ -59,10 +61,11 @@ pub struct AccessTokens {
     audience: String,
     ttl: Duration,
     jwks: JwkSet,
+    clock: Clock,
 }
 
 impl AccessTokens {
-    pub fn from_settings(settings: &JwtSettings) -> Result<Self, KeyError> {
+    pub fn from_settings(settings: &JwtSettings, clock: Clock) -> Result<Self, KeyError> {
         let (algorithm, signing_kid, signing_key, verifying, jwks) = match settings.algorithm {
             JwtAlgorithm::HS256 => {
                 let secret = settings.secret.expose().as_bytes();
@@ -134,8 +137,10 @@ impl AccessTokens {
             validation,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
-            ttl: Duration::from_secs(settings.access_ttl_secs),
+            // JWT times are whole seconds.
+            ttl: Duration::from_secs(settings.access_ttl.as_secs_f64().ceil() as u64),
             jwks,
+            clock,
         })
     }
 
@@ -153,7 +158,7 @@ impl AccessTokens {
         user_id: Uuid,
         session_id: Uuid,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        let now = Utc::now().timestamp();
+        let now = self.clock.now().timestamp();
         let claims = AccessClaims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -233,7 +238,7 @@ mod tests {
             previous_ed25519_private_key_paths: vec![],
             issuer: "tessera".into(),
             audience: "tessera".into(),
-            access_ttl_secs: 900,
+            access_ttl: Duration::from_secs(900),
             leeway_secs: 0,
         }
     }
@@ -246,7 +251,8 @@ mod tests {
 
     #[test]
     fn issued_tokens_carry_the_contract_claims_and_header() {
-        let tokens = AccessTokens::from_settings(&settings("one-secret", &[])).unwrap();
+        let tokens =
+            AccessTokens::from_settings(&settings("one-secret", &[]), Clock::system()).unwrap();
         let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
         let token = tokens.issue(user, session).unwrap();
         let header = part(&token, 0);
@@ -274,23 +280,26 @@ mod tests {
 
     #[test]
     fn retired_secrets_verify_but_do_not_sign() {
-        let old = AccessTokens::from_settings(&settings("old-secret", &[])).unwrap();
+        let old =
+            AccessTokens::from_settings(&settings("old-secret", &[]), Clock::system()).unwrap();
         let rotated =
-            AccessTokens::from_settings(&settings("new-secret", &["old-secret"])).unwrap();
+            AccessTokens::from_settings(&settings("new-secret", &["old-secret"]), Clock::system())
+                .unwrap();
         let old_token = old.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
         assert!(rotated.verify(&old_token).is_ok());
         let new_token = rotated.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
         assert!(old.verify(&new_token).is_err());
-        let retired = AccessTokens::from_settings(&settings("new-secret", &[])).unwrap();
+        let retired =
+            AccessTokens::from_settings(&settings("new-secret", &[]), Clock::system()).unwrap();
         assert!(retired.verify(&old_token).is_err());
     }
 
     #[test]
     fn tokens_of_another_issuer_or_audience_fail() {
-        let tokens = AccessTokens::from_settings(&settings("s", &[])).unwrap();
+        let tokens = AccessTokens::from_settings(&settings("s", &[]), Clock::system()).unwrap();
         let mut other = settings("s", &[]);
         other.audience = "someone-else".into();
-        let foreign = AccessTokens::from_settings(&other).unwrap();
+        let foreign = AccessTokens::from_settings(&other, Clock::system()).unwrap();
         assert!(
             tokens
                 .verify(&foreign.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap())
@@ -298,7 +307,7 @@ mod tests {
         );
         let mut other = settings("s", &[]);
         other.issuer = "evil".into();
-        let foreign = AccessTokens::from_settings(&other).unwrap();
+        let foreign = AccessTokens::from_settings(&other, Clock::system()).unwrap();
         assert!(
             tokens
                 .verify(&foreign.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap())
@@ -308,7 +317,7 @@ mod tests {
 
     #[test]
     fn garbage_never_verifies() {
-        let tokens = AccessTokens::from_settings(&settings("s", &[])).unwrap();
+        let tokens = AccessTokens::from_settings(&settings("s", &[]), Clock::system()).unwrap();
         for token in ["", "a.b.c", "eyJhbGciOiJub25lIn0.e30.", "....", "🦀.🦀.🦀"] {
             assert!(tokens.verify(token).is_err(), "{token}");
         }
@@ -317,14 +326,14 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn arbitrary_input_never_panics_or_verifies(raw in "\\PC{0,200}") {
-            let tokens = AccessTokens::from_settings(&settings("s", &[])).unwrap();
+            let tokens = AccessTokens::from_settings(&settings("s", &[]), Clock::system()).unwrap();
             proptest::prop_assert!(tokens.verify(&raw).is_err());
         }
 
         #[test]
         fn forged_headers_never_verify(header in "\\PC{0,120}") {
             use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-            let tokens = AccessTokens::from_settings(&settings("s", &[])).unwrap();
+            let tokens = AccessTokens::from_settings(&settings("s", &[]), Clock::system()).unwrap();
             let real = tokens.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
             let (_, rest) = real.split_once('.').unwrap();
             let forged = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header.as_bytes()));

@@ -3,6 +3,8 @@
 
 mod password;
 mod username;
+mod violation;
 
 pub use password::{NewPassword, PasswordAttempt, PasswordPolicy};
 pub use username::Username;
+pub use violation::{Rule, Violation, Violations};

@@ -1,6 +1,6 @@
 use std::fmt;
 
-use crate::{domain::Username, error::FieldError};
+use super::{Rule, Username, Violation, Violations};
 
 const MIN_CHARS: usize = 12;
 const MAX_CHARS: usize = 128;
@@ -25,16 +25,18 @@ impl PasswordPolicy {
         &self,
         username: &str,
         password: String,
-    ) -> Result<(Username, NewPassword), Vec<FieldError>> {
+    ) -> Result<(Username, NewPassword), Violations> {
         let username = Username::parse(username);
         let password = self.parse(password, username.as_ref().ok());
         match (username, password) {
             (Ok(username), Ok(password)) => Ok((username, password)),
-            (username, password) => Err(username
-                .err()
-                .into_iter()
-                .chain(password.err().into_iter().flatten())
-                .collect()),
+            (username, password) => Err(Violations(
+                username
+                    .err()
+                    .into_iter()
+                    .chain(password.err().into_iter().flat_map(|broken| broken.0))
+                    .collect(),
+            )),
         }
     }
 
@@ -44,50 +46,49 @@ impl PasswordPolicy {
         &self,
         raw: String,
         username: Option<&Username>,
-    ) -> Result<NewPassword, Vec<FieldError>> {
+    ) -> Result<NewPassword, Violations> {
         let mut broken = Vec::new();
         let chars = raw.chars().count();
         if chars < MIN_CHARS {
-            broken.push(rule(
-                "too_short",
-                format!("must be at least {MIN_CHARS} characters"),
-            ));
+            broken.push(Rule::TooShort {
+                min_chars: MIN_CHARS,
+            });
         }
         if chars > MAX_CHARS {
-            broken.push(rule(
-                "too_long",
-                format!("must be at most {MAX_CHARS} characters"),
-            ));
+            broken.push(Rule::TooLong {
+                max_chars: MAX_CHARS,
+            });
         }
         let analyzed = passwords::analyzer::analyze(&raw);
         let lowered = raw.to_lowercase();
         if analyzed.is_common() || passwords::analyzer::is_common_password(&lowered) {
-            broken.push(rule("common", "is on a list of commonly used passwords"));
+            broken.push(Rule::Common);
         }
         if username.is_some_and(|name| lowered.contains(name.as_str())) {
-            broken.push(rule("contains_username", "must not contain the username"));
+            broken.push(Rule::ContainsUsername);
         }
         let score = passwords::scorer::score(&analyzed);
         if score < f64::from(self.min_score) {
-            broken.push(rule(
-                "too_weak",
-                format!(
-                    "is too easy to guess (strength {score:.0} of 100, at least {} required)",
-                    self.min_score
-                ),
-            ));
+            broken.push(Rule::TooWeak {
+                // The scorer's range is 0–100.
+                score: score.round().clamp(0.0, 100.0) as u8,
+                min_score: self.min_score,
+            });
         }
         if broken.is_empty() {
             Ok(NewPassword(raw))
         } else {
-            Err(broken)
+            Err(Violations(
+                broken
+                    .into_iter()
+                    .map(|rule| Violation::new(PASSWORD_FIELD, rule))
+                    .collect(),
+            ))
         }
     }
 }
 
-fn rule(code: &str, message: impl Into<String>) -> FieldError {
-    FieldError::new("password", code, message)
-}
+const PASSWORD_FIELD: &str = "password";
 
 impl NewPassword {
     pub fn as_bytes(&self) -> &[u8] {
@@ -127,7 +128,7 @@ mod tests {
         let username = username.map(|u| Username::parse(u).unwrap());
         match POLICY.parse(raw.to_string(), username.as_ref()) {
             Ok(_) => vec![],
-            Err(errors) => errors.into_iter().map(|e| e.code).collect(),
+            Err(errors) => errors.0.into_iter().map(|e| e.rule.code().into()).collect(),
         }
     }
 
@@ -186,7 +187,7 @@ mod tests {
             .parse_new_account("-bad name", "short".into())
             .err()
             .unwrap();
-        let codes: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
+        let codes: Vec<&str> = errors.0.iter().map(|e| e.rule.code()).collect();
         assert_eq!(codes[0], "invalid_username");
         assert!(codes.contains(&"too_short"), "{codes:?}");
         let (name, _) = POLICY
@@ -197,7 +198,7 @@ mod tests {
             .parse_new_account("alice", "alice-Horse-battery-9-staple".into())
             .err()
             .unwrap();
-        assert_eq!(errors[0].code, "contains_username");
+        assert_eq!(errors.0[0].rule, Rule::ContainsUsername);
     }
 
     proptest::proptest! {
@@ -211,13 +212,13 @@ mod tests {
                     proptest::prop_assert!(!raw.to_lowercase().contains(username.as_str()));
                 }
                 Err(errors) => {
-                    proptest::prop_assert!(!errors.is_empty());
-                    for error in errors {
+                    proptest::prop_assert!(!errors.0.is_empty());
+                    for error in errors.0 {
                         proptest::prop_assert!(["too_short", "too_long", "common", "contains_username", "too_weak"]
-                            .contains(&error.code.as_str()));
+                            .contains(&error.rule.code()));
                         // Messages are fixed text with numbers; a string of a few
                         // characters can occur in them by chance ("6" in "at least 60").
-                        proptest::prop_assert!(raw.chars().count() < 4 || !error.message.contains(&raw));
+                        proptest::prop_assert!(raw.chars().count() < 4 || !error.rule.message().contains(&raw));
                     }
                 }
             }

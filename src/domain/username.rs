@@ -1,9 +1,9 @@
 use std::fmt;
 
-use crate::error::FieldError;
+use super::{Rule, Violation};
 
-const MIN_CHARS: usize = 3;
-const MAX_CHARS: usize = 32;
+pub(super) const MIN_CHARS: usize = 3;
+pub(super) const MAX_CHARS: usize = 32;
 
 /// A valid, lower-cased username: 3–32 of `[a-z0-9._-]`, starting with a
 /// letter or digit. `Alice` and `alice` parse to the same value.
@@ -11,7 +11,7 @@ const MAX_CHARS: usize = 32;
 pub struct Username(String);
 
 impl Username {
-    pub fn parse(raw: &str) -> Result<Self, FieldError> {
+    pub fn parse(raw: &str) -> Result<Self, Violation> {
         let len = raw.chars().count();
         let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
         let valid = (MIN_CHARS..=MAX_CHARS).contains(&len)
@@ -20,14 +20,7 @@ impl Username {
         if valid {
             Ok(Username(raw.to_ascii_lowercase()))
         } else {
-            Err(FieldError::new(
-                "username",
-                "invalid_username",
-                format!(
-                    "must be {MIN_CHARS}–{MAX_CHARS} characters of letters, digits, `.`, `_` or `-`, \
-                     starting with a letter or digit"
-                ),
-            ))
+            Err(Violation::new("username", Rule::InvalidUsername))
         }
     }
 
@@ -75,7 +68,7 @@ mod tests {
             "алиса",
         ] {
             let err = Username::parse(raw).unwrap_err();
-            assert_eq!(err.code, "invalid_username", "{raw:?}");
+            assert_eq!(err.rule, Rule::InvalidUsername, "{raw:?}");
         }
     }
 

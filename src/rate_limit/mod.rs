@@ -12,20 +12,21 @@ use uuid::Uuid;
 
 use crate::{
     domain::Username,
-    keyspace::{Keyspace, RedisUnavailable},
+    keyspace::{Keyspace, RedisError},
     settings::RateLimitSettings,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum RateLimitError {
-    #[error("rate limited for {0:?}")]
-    Limited(Duration),
-    #[error(transparent)]
-    Unavailable(#[from] RedisUnavailable),
+    #[error("rate limited for {retry_after:?}")]
+    Limited { retry_after: Duration },
+    #[error("rate limit counter")]
+    Redis(#[from] RedisError),
 }
 
+/// So many events per window, per subject.
 #[derive(Debug, Clone, Copy)]
-struct Rule {
+struct Limit {
     name: &'static str,
     limit: u64,
     window: Duration,
@@ -34,9 +35,9 @@ struct Rule {
 pub struct RateLimiter {
     keyspace: Keyspace,
     enabled: bool,
-    signin_failures: Rule,
-    signups: Rule,
-    refreshes: Rule,
+    signin_failures: Limit,
+    signups: Limit,
+    refreshes: Limit,
     hit: Script,
     peek: Script,
 }
@@ -46,20 +47,20 @@ impl RateLimiter {
         RateLimiter {
             keyspace,
             enabled: settings.enabled,
-            signin_failures: Rule {
+            signin_failures: Limit {
                 name: "signin",
-                limit: settings.signin_failures,
-                window: Duration::from_secs(settings.signin_window_secs),
+                limit: settings.signin_failures.get(),
+                window: settings.signin_window,
             },
-            signups: Rule {
+            signups: Limit {
                 name: "signup",
-                limit: settings.signups_per_ip,
-                window: Duration::from_secs(settings.signup_window_secs),
+                limit: settings.signups_per_ip.get(),
+                window: settings.signup_window,
             },
-            refreshes: Rule {
+            refreshes: Limit {
                 name: "refresh",
-                limit: settings.refreshes_per_session,
-                window: Duration::from_secs(settings.refresh_window_secs),
+                limit: settings.refreshes_per_session.get(),
+                window: settings.refresh_window,
             },
             hit: Script::new(include_str!("hit.lua")),
             peek: Script::new(include_str!("peek.lua")),
@@ -85,7 +86,7 @@ impl RateLimiter {
             .hit(self.signin_failures, &signin_subject(username, ip))
             .await
         {
-            Err(RateLimitError::Limited(_)) | Ok(()) => Ok(()),
+            Err(RateLimitError::Limited { .. }) | Ok(()) => Ok(()),
             Err(err) => Err(err),
         }
     }
@@ -98,7 +99,7 @@ impl RateLimiter {
         self.hit(self.refreshes, &session_id.to_string()).await
     }
 
-    async fn hit(&self, rule: Rule, subject: &str) -> Result<(), RateLimitError> {
+    async fn hit(&self, rule: Limit, subject: &str) -> Result<(), RateLimitError> {
         if !self.enabled {
             return Ok(());
         }
@@ -106,7 +107,7 @@ impl RateLimiter {
         over_limit(rule, count, left_ms, count > rule.limit)
     }
 
-    async fn peek(&self, rule: Rule, subject: &str) -> Result<(), RateLimitError> {
+    async fn peek(&self, rule: Limit, subject: &str) -> Result<(), RateLimitError> {
         if !self.enabled {
             return Ok(());
         }
@@ -117,7 +118,7 @@ impl RateLimiter {
     async fn call(
         &self,
         script: &Script,
-        rule: Rule,
+        rule: Limit,
         subject: &str,
     ) -> Result<(u64, i64), RateLimitError> {
         let digest = Sha256::digest(subject.as_bytes());
@@ -132,13 +133,15 @@ impl RateLimiter {
     }
 }
 
-fn over_limit(rule: Rule, count: u64, left_ms: i64, over: bool) -> Result<(), RateLimitError> {
+fn over_limit(rule: Limit, count: u64, left_ms: i64, over: bool) -> Result<(), RateLimitError> {
     if !over {
         return Ok(());
     }
     tracing::info!(rule = rule.name, count, "rate limited");
     let left = u64::try_from(left_ms).unwrap_or(0);
-    Err(RateLimitError::Limited(Duration::from_millis(left)))
+    Err(RateLimitError::Limited {
+        retry_after: Duration::from_millis(left),
+    })
 }
 
 /// Sign-in failures count per username (case-insensitive) and client IP.
@@ -164,14 +167,16 @@ mod tests {
 
     #[test]
     fn retry_after_comes_from_the_window_left() {
-        let rule = Rule {
+        let rule = Limit {
             name: "t",
             limit: 1,
             window: Duration::from_secs(60),
         };
         assert!(over_limit(rule, 1, 1000, false).is_ok());
         match over_limit(rule, 2, 1500, true) {
-            Err(RateLimitError::Limited(left)) => assert_eq!(left, Duration::from_millis(1500)),
+            Err(RateLimitError::Limited { retry_after }) => {
+                assert_eq!(retry_after, Duration::from_millis(1500))
+            }
             other => panic!("{other:?}"),
         }
     }

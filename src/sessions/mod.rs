@@ -10,11 +10,13 @@
 //! - `{user id}:sessions`: a sorted set of the user's session ids scored by
 //!   idle expiry, so listing and sign-out-all never see expired sessions.
 //!
-//! Every change is one Lua script, so concurrent refreshes cannot interleave.
+//! Every change is one Lua script, so concurrent refreshes cannot interleave,
+//! and every script reads the time from Redis (`TIME`), so instances whose
+//! clocks differ still agree on grace windows and expiry.
 
 mod token;
 
-use std::time::Duration;
+use std::{net::IpAddr, time::Duration};
 
 use chrono::{DateTime, TimeZone, Utc};
 use redis::{Script, ScriptInvocation};
@@ -23,12 +25,13 @@ use uuid::Uuid;
 pub use token::{RefreshToken, RefreshTokenKeys};
 
 use crate::{
-    keyspace::{Keyspace, RedisUnavailable},
+    keyspace::{Keyspace, RedisError},
     settings::SessionSettings,
 };
 
-/// The session store's one failure: Redis cannot answer now.
-pub type SessionError = RedisUnavailable;
+/// The session store's one failure: Redis could not answer, or answered
+/// with something no script of ours writes.
+pub type SessionError = RedisError;
 
 /// A new session's first token generation and how long it lives if left idle.
 #[derive(Debug, Clone, Copy)]
@@ -68,7 +71,7 @@ pub struct SessionInfo {
 /// Who opened a session, as shown when listing sessions.
 pub struct ClientInfo {
     pub user_agent: Option<String>,
-    pub ip: Option<String>,
+    pub ip: IpAddr,
 }
 
 struct Scripts {
@@ -91,9 +94,9 @@ impl SessionStore {
     pub fn new(keyspace: Keyspace, session: &SessionSettings) -> Self {
         SessionStore {
             keyspace,
-            idle: session.idle_timeout(),
-            absolute: Duration::from_secs(session.absolute_lifetime_secs),
-            grace: Duration::from_secs(session.reuse_grace_secs),
+            idle: session.idle_timeout,
+            absolute: session.absolute_lifetime,
+            grace: session.reuse_grace,
             scripts: Scripts {
                 create: Script::new(include_str!("scripts/create.lua")),
                 rotate: Script::new(include_str!("scripts/rotate.lua")),
@@ -116,11 +119,10 @@ impl SessionStore {
             .key(self.user_index_key(user_id))
             .arg(session_id.to_string())
             .arg(user_id.to_string())
-            .arg(now_ms())
-            .arg(self.idle.as_millis() as u64)
-            .arg(self.absolute.as_millis() as u64)
+            .arg(millis(self.idle))
+            .arg(millis(self.absolute))
             .arg(client.user_agent.unwrap_or_default())
-            .arg(client.ip.unwrap_or_default());
+            .arg(client.ip.to_string());
         let idle_ms: u64 = self.invoke(invocation).await?;
         Ok(NewSession {
             token: RefreshToken {
@@ -139,31 +141,31 @@ impl SessionStore {
             .key(self.user_index_key(presented.user_id))
             .arg(presented.session_id.to_string())
             .arg(presented.generation)
-            .arg(now_ms())
-            .arg(self.idle.as_millis() as u64)
-            .arg(self.grace.as_millis() as u64);
+            .arg(millis(self.idle))
+            .arg(millis(self.grace));
         let reply: Vec<redis::Value> = self.invoke(invocation).await?;
         let field = |i: usize| reply.get(i).cloned().unwrap_or(redis::Value::Nil);
-        let status: u8 = redis::from_redis_value(field(0))?;
-        Ok(match status {
-            1 | 2 => {
-                let user: String = redis::from_redis_value(field(1))?;
-                let generation: u64 = redis::from_redis_value(field(2))?;
-                let idle_ms: u64 = redis::from_redis_value(field(3))?;
-                if user != presented.user_id.to_string() {
-                    return Err(corrupt("user id"));
-                }
-                Rotation::Rotated {
-                    token: RefreshToken {
-                        generation,
-                        ..presented
-                    },
-                    idle_expires_in: Duration::from_millis(idle_ms),
-                    converged: status == 2,
-                }
-            }
-            3 => Rotation::ReuseDetected,
-            _ => Rotation::Invalid,
+        let status: String = redis::from_redis_value(field(0))?;
+        let converged = match status.as_str() {
+            rotate_status::ROTATED => false,
+            rotate_status::CONVERGED => true,
+            rotate_status::REUSED => return Ok(Rotation::ReuseDetected),
+            rotate_status::INVALID => return Ok(Rotation::Invalid),
+            _ => return Err(unexpected("rotation status")),
+        };
+        let user: String = redis::from_redis_value(field(1))?;
+        let generation: u64 = redis::from_redis_value(field(2))?;
+        let idle_ms: u64 = redis::from_redis_value(field(3))?;
+        if user != presented.user_id.to_string() {
+            return Err(unexpected("user id"));
+        }
+        Ok(Rotation::Rotated {
+            token: RefreshToken {
+                generation,
+                ..presented
+            },
+            idle_expires_in: Duration::from_millis(idle_ms),
+            converged,
         })
     }
 
@@ -191,8 +193,7 @@ impl SessionStore {
         let mut invocation = self.scripts.list.prepare_invoke();
         invocation
             .key(self.user_index_key(user_id))
-            .arg(self.session_key_prefix(user_id))
-            .arg(now_ms());
+            .arg(self.session_key_prefix(user_id));
         let flat: Vec<String> = self.invoke(invocation).await?;
         flat.chunks_exact(6)
             .map(|row| {
@@ -200,11 +201,11 @@ impl SessionStore {
                     raw.parse::<i64>()
                         .ok()
                         .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-                        .ok_or_else(|| corrupt("timestamp"))
+                        .ok_or_else(|| unexpected("timestamp"))
                 };
                 let optional = |raw: &str| (!raw.is_empty()).then(|| raw.to_owned());
                 Ok(SessionInfo {
-                    id: row[0].parse().map_err(|_| corrupt("session id"))?,
+                    id: row[0].parse().map_err(|_| unexpected("session id"))?,
                     created_at: time(&row[1])?,
                     last_used_at: time(&row[2])?,
                     idle_expires_at: time(&row[3])?,
@@ -250,10 +251,19 @@ impl SessionStore {
     }
 }
 
-fn corrupt(what: &str) -> SessionError {
-    RedisUnavailable(format!("unexpected {what} in a session record"))
+/// The statuses `rotate.lua` answers with (its header names them too).
+mod rotate_status {
+    pub const ROTATED: &str = "rotated";
+    pub const CONVERGED: &str = "converged";
+    pub const INVALID: &str = "invalid";
+    pub const REUSED: &str = "reused";
 }
 
-fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
+fn unexpected(what: &str) -> SessionError {
+    RedisError::Unexpected(format!("{what} in a session record"))
+}
+
+/// Scripts take whole milliseconds (settings are at least 1 ms).
+fn millis(duration: Duration) -> u64 {
+    duration.as_millis() as u64
 }

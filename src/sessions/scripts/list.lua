@@ -1,8 +1,11 @@
 -- Lists a user's live sessions, pruning index entries whose session is gone.
--- KEYS[1] the user's session index; ARGV: the user's session key prefix
--- (its session hashes share the index's hash slot), now (ms)
+-- KEYS[1] the user's session index; ARGV[1] the user's session key prefix
+-- (its session hashes share the index's hash slot)
 -- Returns a flat list: id, created, last_used, idle expiry (ms), user agent, ip; repeated.
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+-- The time comes from Redis, so instances whose clocks differ agree on it.
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 local live = {}
 for i = 1, #entries, 2 do

@@ -1,18 +1,23 @@
 -- Rotates a refresh session atomically.
 -- KEYS[1] session hash, KEYS[2] its user's session index (one hash slot)
--- ARGV: session id, presented generation, now (ms), idle timeout (ms), grace (ms)
--- Returns {status, user id, generation, ms until idle expiry}; status:
---   1 rotated (the presented token was current), 2 within the grace window
---   (the previous token: hand back the current one), 0 unknown or expired,
---   3 reuse detected: the session has been revoked.
+-- ARGV: session id, presented generation, idle timeout (ms), grace (ms)
+-- Returns {status, user id, generation, ms until idle expiry}, or {status}
+-- alone when nothing is handed out; status is one of:
+local ROTATED = 'rotated'     -- the presented token was current
+local CONVERGED = 'converged' -- its predecessor within the grace window: hand back the current one
+local INVALID = 'invalid'     -- unknown or expired
+local REUSED = 'reused'       -- an older token came back: the session is revoked
 local session, index = KEYS[1], KEYS[2]
 local fields = redis.call('HMGET', session, 'uid', 'gen', 'rotated', 'abs_exp')
 if not fields[1] then
-  return {0}
+  return {INVALID}
 end
 local uid, gen, rotated, abs_exp = fields[1], tonumber(fields[2]), tonumber(fields[3]), tonumber(fields[4])
-local presented, now = tonumber(ARGV[2]), tonumber(ARGV[3])
-local idle, grace = tonumber(ARGV[4]), tonumber(ARGV[5])
+local presented = tonumber(ARGV[2])
+local idle, grace = tonumber(ARGV[3]), tonumber(ARGV[4])
+-- The time comes from Redis, so instances whose clocks differ agree on it.
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 
 local function revoke()
   redis.call('DEL', session)
@@ -21,19 +26,19 @@ end
 
 if now >= abs_exp then
   revoke()
-  return {0}
+  return {INVALID}
 end
 
 local status
 if presented == gen then
   gen = gen + 1
   rotated = now
-  status = 1
+  status = ROTATED
 elseif presented == gen - 1 and now - rotated <= grace then
-  status = 2
+  status = CONVERGED
 else
   revoke()
-  return {3}
+  return {REUSED}
 end
 
 -- Every successful refresh restarts the idle timer, never past the absolute lifetime.

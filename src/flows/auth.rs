@@ -1,0 +1,248 @@
+//! Sign-up, sign-in, refresh and sign-out.
+
+use std::net::IpAddr;
+
+use uuid::Uuid;
+
+use super::Stores;
+use crate::{
+    auth::hashing::{HashingError, HashingPool, Verification},
+    domain::{NewPassword, PasswordAttempt, Username},
+    metrics::{RefreshOutcome, SigninOutcome},
+    rate_limit::RateLimitError,
+    sessions::{ClientInfo, NewSession, RefreshToken, Rotation, SessionError},
+    users::{User, UserStoreError},
+};
+
+/// Who asks for a new account: a client, limited per IP, or an operator.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin {
+    Client(IpAddr),
+    Operator,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignupError {
+    #[error("password hashing")]
+    Hashing(#[from] HashingError),
+    #[error("sign-up limit")]
+    RateLimit(#[from] RateLimitError),
+    #[error("storing the user")]
+    Users(#[from] UserStoreError),
+}
+
+/// Creates an account from a parsed username and password.
+pub async fn sign_up(
+    stores: &Stores,
+    hashing: &HashingPool,
+    origin: Origin,
+    username: Username,
+    password: NewPassword,
+) -> Result<User, SignupError> {
+    // Reserved before any I/O: under overload the refusal costs no Redis
+    // or database call.
+    let slot = hashing.reserve()?;
+    if let Origin::Client(ip) = origin {
+        stores.rate_limits.hit_signup(ip).await?;
+    }
+    let hash = slot.hash(password).await?;
+    Ok(stores.users.create(username, hash).await?)
+}
+
+/// A sign-in as presented: the username is not parsed, since an invalid one
+/// must cost the same as an unknown one.
+pub struct SigninRequest {
+    pub username: String,
+    pub password: PasswordAttempt,
+    pub client: ClientInfo,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SigninError {
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("password hashing")]
+    Hashing(#[from] HashingError),
+    #[error("sign-in limit")]
+    RateLimit(#[from] RateLimitError),
+    #[error("reading the user")]
+    Users(#[from] UserStoreError),
+    #[error("creating the session")]
+    Sessions(#[from] SessionError),
+}
+
+/// Checks the password (the same work for unknown users) and opens a session.
+pub async fn sign_in(
+    stores: &Stores,
+    hashing: &HashingPool,
+    request: SigninRequest,
+) -> Result<NewSession, SigninError> {
+    let SigninRequest {
+        username,
+        password,
+        client,
+    } = request;
+    // Reserved before any I/O: under overload the refusal is cheap.
+    let slot = hashing.reserve()?;
+    stores
+        .rate_limits
+        .check_signin(&username, client.ip)
+        .await?;
+    // An unparseable name cannot exist, but it still costs one hash.
+    let credentials = match Username::parse(&username) {
+        Ok(username) => stores.users.find_credentials(&username).await?,
+        Err(_) => None,
+    };
+    let (user, stored_hash) = match credentials {
+        Some(found) => (Some(found.user), Some(found.password_hash)),
+        None => (None, None),
+    };
+    let verification = slot.verify(password, stored_hash).await?;
+    let (Some(user), Verification::Match { upgraded_hash }) = (user, verification) else {
+        stores
+            .rate_limits
+            .record_signin_failure(&username, client.ip)
+            .await?;
+        return Err(SigninError::InvalidCredentials);
+    };
+    if let Some(hash) = upgraded_hash {
+        // The old hash still verifies; failing to upgrade it is not the caller's problem.
+        if let Err(err) = stores.users.update_password_hash(user.id, hash).await {
+            tracing::warn!(error = %err, "could not store an upgraded password hash");
+        }
+    }
+    Ok(stores.sessions.create(user.id, client).await?)
+}
+
+impl SigninOutcome {
+    /// How a sign-in ended, for the metrics: the one place outcomes are told apart.
+    pub fn of<T>(result: &Result<T, SigninError>) -> Self {
+        match result {
+            Ok(_) => SigninOutcome::Success,
+            Err(SigninError::InvalidCredentials) => SigninOutcome::Invalid,
+            Err(SigninError::RateLimit(RateLimitError::Limited { .. })) => SigninOutcome::Limited,
+            Err(SigninError::Hashing(HashingError::Overloaded)) => SigninOutcome::Unavailable,
+            Err(SigninError::RateLimit(RateLimitError::Redis(err)))
+            | Err(SigninError::Sessions(err))
+                if err.is_outage() =>
+            {
+                SigninOutcome::Unavailable
+            }
+            Err(SigninError::Users(UserStoreError::Unavailable(_))) => SigninOutcome::Unavailable,
+            Err(_) => SigninOutcome::Error,
+        }
+    }
+}
+
+/// A rotated session: the token to hand out and whether it is the one an
+/// earlier refresh within the grace window already handed out.
+pub struct Refreshed {
+    pub session: NewSession,
+    pub converged: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// Missing, forged, unknown, expired or revoked.
+    #[error("invalid refresh token")]
+    Invalid,
+    /// An old token came back; its session is now revoked.
+    #[error("refresh token reuse")]
+    ReuseDetected { session_id: Uuid },
+    #[error("refresh limit")]
+    RateLimit(#[from] RateLimitError),
+    #[error("rotating the session")]
+    Sessions(#[from] SessionError),
+}
+
+/// Rotates the presented refresh token (already authenticated by its MAC).
+pub async fn refresh(
+    stores: &Stores,
+    presented: Option<RefreshToken>,
+) -> Result<Refreshed, RefreshError> {
+    let presented = presented.ok_or(RefreshError::Invalid)?;
+    stores.rate_limits.hit_refresh(presented.session_id).await?;
+    match stores.sessions.rotate(presented).await? {
+        Rotation::Rotated {
+            token,
+            idle_expires_in,
+            converged,
+        } => Ok(Refreshed {
+            session: NewSession {
+                token,
+                idle_expires_in,
+            },
+            converged,
+        }),
+        Rotation::ReuseDetected => {
+            tracing::warn!(session_id = %presented.session_id, "refresh token reuse: session revoked");
+            Err(RefreshError::ReuseDetected {
+                session_id: presented.session_id,
+            })
+        }
+        Rotation::Invalid => Err(RefreshError::Invalid),
+    }
+}
+
+impl RefreshOutcome {
+    /// How a refresh ended, for the metrics.
+    pub fn of(result: &Result<Refreshed, RefreshError>) -> Self {
+        match result {
+            Ok(Refreshed {
+                converged: true, ..
+            }) => RefreshOutcome::Converged,
+            Ok(_) => RefreshOutcome::Rotated,
+            Err(RefreshError::Invalid) => RefreshOutcome::Invalid,
+            Err(RefreshError::ReuseDetected { .. }) => RefreshOutcome::ReuseDetected,
+            Err(RefreshError::RateLimit(RateLimitError::Limited { .. })) => RefreshOutcome::Limited,
+            Err(RefreshError::RateLimit(RateLimitError::Redis(err)))
+            | Err(RefreshError::Sessions(err))
+                if err.is_outage() =>
+            {
+                RefreshOutcome::Unavailable
+            }
+            Err(_) => RefreshOutcome::Error,
+        }
+    }
+}
+
+/// Revokes the presented token's session; nothing to do without one.
+pub async fn sign_out(
+    stores: &Stores,
+    presented: Option<RefreshToken>,
+) -> Result<(), SessionError> {
+    if let Some(token) = presented {
+        stores
+            .sessions
+            .revoke(token.user_id, token.session_id)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Revokes every session of a user; how many were live.
+pub async fn sign_out_everywhere(stores: &Stores, user_id: Uuid) -> Result<u64, SessionError> {
+    stores.sessions.revoke_all(user_id).await
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    /// Not a live session of this user (another user's is just as absent).
+    #[error("no such live session")]
+    NotFound,
+    #[error("revoking the session")]
+    Sessions(#[from] SessionError),
+}
+
+/// Revokes one live session of a user.
+pub async fn revoke_session(
+    stores: &Stores,
+    user_id: Uuid,
+    session_id: Uuid,
+) -> Result<(), RevokeError> {
+    if stores.sessions.revoke(user_id, session_id).await? {
+        Ok(())
+    } else {
+        Err(RevokeError::NotFound)
+    }
+}

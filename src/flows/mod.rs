@@ -1,0 +1,54 @@
+//! One function per operation, called alike by the HTTP handlers and the
+//! admin CLI: they parse their input, call the flow, and present its result.
+//! Each flow returns its own error; `crate::error` maps them to problems and
+//! the CLI prints them.
+
+mod auth;
+mod users;
+
+pub use auth::{
+    Origin, RefreshError, Refreshed, RevokeError, SigninError, SigninRequest, SignupError, refresh,
+    revoke_session, sign_in, sign_out, sign_out_everywhere, sign_up,
+};
+pub use users::{
+    UserOpError, delete_user, disable_user, enable_user, find_user, list_sessions, list_users,
+};
+
+use crate::{
+    clock::Clock,
+    database,
+    keyspace::{Keyspace, RedisError},
+    rate_limit::RateLimiter,
+    sessions::SessionStore,
+    settings::Settings,
+    users::UserStore,
+};
+
+/// The stores every flow works on, connected the same way for the server
+/// and the CLI.
+pub struct Stores {
+    pub users: UserStore,
+    pub sessions: SessionStore,
+    pub rate_limits: RateLimiter,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("database")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("redis")]
+    Redis(#[from] RedisError),
+}
+
+impl Stores {
+    /// Connects to (and migrates) the database and connects to Redis lazily.
+    pub async fn connect(settings: &Settings, clock: Clock) -> Result<Stores, ConnectError> {
+        let db = database::connect_and_migrate(&settings.database).await?;
+        let keyspace = Keyspace::new(&settings.redis)?;
+        Ok(Stores {
+            users: UserStore::new(db, clock),
+            sessions: SessionStore::new(keyspace.clone(), &settings.session),
+            rate_limits: RateLimiter::new(keyspace, &settings.rate_limit),
+        })
+    }
+}
