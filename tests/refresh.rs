@@ -69,12 +69,12 @@ async fn the_previous_token_within_the_grace_window_returns_the_same_successor()
 #[tokio::test]
 async fn the_previous_token_after_the_grace_window_revokes_the_session() {
     let app = TestApp::with(common::Backend::Sqlite)
-        .set("session.reuse_grace_secs", "1")
+        .set("session.reuse_grace_secs", "0.3")
         .start()
         .await;
     let (_, first) = app.new_session().await;
     let second = app.refreshed(&first.refresh_token).await;
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(450)).await;
     app.assert_refresh_rejected(&first.refresh_token).await;
     // Theft detection: the newest token dies with the session.
     app.assert_refresh_rejected(&second.refresh_token).await;
@@ -122,46 +122,50 @@ async fn twenty_concurrent_refreshes_with_one_token_converge() {
 #[tokio::test]
 async fn refreshing_slides_the_idle_timeout() {
     let app = TestApp::with(common::Backend::Sqlite)
-        .set("session.idle_timeout_secs", "2")
-        .set("session.reuse_grace_secs", "1")
+        .set("session.idle_timeout_secs", "0.6")
+        .set("session.reuse_grace_secs", "0.1")
         .start()
         .await;
     let (_, mut tokens) = app.new_session().await;
-    assert_eq!(tokens.refresh_expires_in, 2);
-    // Five refreshes 0.8 s apart span twice the idle timeout.
+    // 0.6 s left, in whole seconds rounded up.
+    assert_eq!(tokens.refresh_expires_in, 1);
+    // Five refreshes 0.3 s apart span two and a half idle timeouts.
     for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         tokens = app.refreshed(&tokens.refresh_token).await;
     }
     // One idle period without a refresh and the session is gone.
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
     app.assert_refresh_rejected(&tokens.refresh_token).await;
 }
 
 #[tokio::test]
 async fn no_session_outlives_its_absolute_lifetime() {
     let app = TestApp::with(common::Backend::Sqlite)
-        .set("session.idle_timeout_secs", "2")
-        .set("session.absolute_lifetime_secs", "3")
+        .set("session.idle_timeout_secs", "1")
+        .set("session.absolute_lifetime_secs", "1.5")
         .start()
         .await;
-    let (_, mut tokens) = app.new_session().await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    tokens = app.refreshed(&tokens.refresh_token).await;
-    // Capped by what is left of the absolute lifetime, not the full idle timeout.
-    assert!(
-        tokens.refresh_expires_in <= 2,
-        "{}",
-        tokens.refresh_expires_in
+    let (_, tokens) = app.new_session().await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let tokens = app.refreshed(&tokens.refresh_token).await;
+    // The idle timeout would reach 1.7 s after sign-in; the session's idle
+    // expiry is capped at its absolute end, 1.5 s after it started.
+    let sessions = app
+        .get_with_token("/v1/sessions", &tokens.access_token)
+        .await;
+    let sessions: Vec<serde_json::Value> = sessions.json().await.unwrap();
+    let time = |field: &str| {
+        chrono::DateTime::parse_from_rfc3339(sessions[0][field].as_str().unwrap()).unwrap()
+    };
+    assert_eq!(
+        time("idle_expires_at") - time("created_at"),
+        chrono::TimeDelta::milliseconds(1500),
+        "{sessions:?}"
     );
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    tokens = app.refreshed(&tokens.refresh_token).await;
-    assert!(
-        tokens.refresh_expires_in <= 1,
-        "{}",
-        tokens.refresh_expires_in
-    );
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(tokens.refresh_expires_in, 1);
+    // Past the absolute lifetime, though well within the idle timeout of the last refresh.
+    tokio::time::sleep(Duration::from_millis(900)).await;
     app.assert_refresh_rejected(&tokens.refresh_token).await;
 }
 

@@ -9,6 +9,7 @@ mod common;
 use common::{Backend, TesseraProcess, TestApp, TokenPair, assert_problem};
 use reqwest::StatusCode;
 use serde_json::json;
+use tessera::clock::Clock;
 
 /// Instance A and instance B of one deployment (B on A's database and prefix).
 async fn two_instances(overrides: &[(&str, &str)]) -> (TestApp, TestApp) {
@@ -191,4 +192,30 @@ async fn instances_starting_together_on_an_empty_database_all_come_up() {
     let (_, tokens) = apps[0].new_session().await;
     let refreshed = apps[3].refresh(&tokens.refresh_token).await;
     assert_eq!(refreshed.status(), StatusCode::OK);
+}
+
+/// Sessions are timed by Redis (`TIME` in the scripts), not by the instance:
+/// were B's own clock used, an hour ahead it would see every rotation by A as
+/// long past the grace window and revoke the session as a replay (and A would
+/// see B's rotations as an hour old).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_whose_clocks_differ_agree_on_the_grace_window() {
+    let grace = [("session.reuse_grace_secs", "5")];
+    let a = TestApp::with(Backend::Sqlite).set_all(&grace).start().await;
+    let b = TestApp::with(Backend::Sqlite)
+        .sharing_storage_of(&a)
+        .set_all(&grace)
+        .clock(Clock::skewed(chrono::TimeDelta::hours(1)))
+        .start()
+        .await;
+    let (_, first) = a.new_session().await;
+    let second = a.refreshed(&first.refresh_token).await;
+    // A second tab presents the previous token on B, within the grace window.
+    let converged = b.refreshed(&first.refresh_token).await;
+    assert_eq!(converged.refresh_token, second.refresh_token);
+    // B rotates; A honours B's rotation time for the tab that lags behind.
+    let third = b.refreshed(&second.refresh_token).await;
+    let converged = a.refreshed(&second.refresh_token).await;
+    assert_eq!(converged.refresh_token, third.refresh_token);
+    assert_eq!(converged.session_id, first.session_id);
 }

@@ -147,11 +147,11 @@ async fn signout_all_revokes_every_session_of_the_caller_only() {
 #[tokio::test]
 async fn expired_sessions_leave_no_ghosts_in_the_list() {
     let app = TestApp::with(Backend::Sqlite)
-        .set("session.idle_timeout_secs", "1")
+        .set("session.idle_timeout_secs", "0.3")
         .start()
         .await;
     let (username, first) = app.new_session().await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
     let second = app.sign_in_ok(&username).await;
     let sessions = sessions_of(&app, &second.access_token).await;
     assert_eq!(sessions.len(), 1, "{sessions:?}");

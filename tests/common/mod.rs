@@ -11,7 +11,7 @@ use std::{net::SocketAddr, time::Duration};
 use reqwest::{Client, Response, StatusCode};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{Value, json};
-use tessera::{app::App, settings::Settings};
+use tessera::{app::App, clock::Clock, settings::Settings};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -73,6 +73,7 @@ pub struct TestAppBuilder {
     backend: Backend,
     overrides: Vec<(String, String)>,
     shared: Option<(String, String)>,
+    clock: Clock,
 }
 
 impl TestApp {
@@ -85,6 +86,7 @@ impl TestApp {
             backend,
             overrides: Vec::new(),
             shared: None,
+            clock: Clock::system(),
         }
     }
 
@@ -229,6 +231,12 @@ impl TestAppBuilder {
             .fold(self, |builder, (key, value)| builder.set(key, value))
     }
 
+    /// Reads its own time from `clock` (a host whose clock is off).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Runs on `other`'s database and Redis prefix: a second instance of the
     /// same deployment, as behind a load balancer.
     pub fn sharing_storage_of(mut self, other: &TestApp) -> Self {
@@ -260,6 +268,7 @@ impl TestAppBuilder {
                 backend: self.backend,
                 overrides: self.overrides.clone(),
                 shared: None,
+                clock: self.clock,
             };
             builder.start_on(database_url.clone(), key_prefix.clone(), storage)
         });
@@ -282,7 +291,9 @@ impl TestAppBuilder {
             )
         });
         let settings = Settings::load("test", variables).expect("test settings");
-        let app = App::build(settings).await.expect("build app");
+        let app = App::build_with_clock(settings, self.clock)
+            .await
+            .expect("build app");
         let addr = app.local_addr();
         let metrics_addr = app.metrics_addr();
         let (stop, stopped) = oneshot::channel();
