@@ -24,6 +24,8 @@ const READY_POLL: Duration = Duration::from_millis(5);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Output lines kept to explain a failed start.
 const LOG_TAIL: usize = 40;
+/// A rate limit no run comes near.
+const UNREACHABLE_LIMIT: &str = "1000000000000";
 
 pub struct ServerOptions {
     pub binary: PathBuf,
@@ -87,7 +89,17 @@ impl Server {
             .env("TESSERA__DATABASE__URL", &database_url)
             .env("TESSERA__REDIS__URL", &options.redis_url)
             .env("TESSERA__REDIS__KEY_PREFIX", &options.key_prefix)
-            .env("TESSERA__RATE_LIMIT__ENABLED", "false")
+            // Rate limits on, as in production, so a refresh makes the Redis
+            // calls it makes there (the `storage` baseline makes the same),
+            // but far out of reach: every request comes from one IP and
+            // each refresh chain rotates thousands of times a minute.
+            .env("TESSERA__RATE_LIMIT__ENABLED", "true")
+            .env("TESSERA__RATE_LIMIT__SIGNIN_FAILURES", UNREACHABLE_LIMIT)
+            .env("TESSERA__RATE_LIMIT__SIGNUPS_PER_IP", UNREACHABLE_LIMIT)
+            .env(
+                "TESSERA__RATE_LIMIT__REFRESHES_PER_SESSION",
+                UNREACHABLE_LIMIT,
+            )
             // Quiet: a log line per request would cost the server CPU in the
             // measurement. The `listening on` line comes whatever the filter.
             .env("RUST_LOG", "warn")
