@@ -477,8 +477,8 @@ async fn run_baseline(
         }
         Scenario::Storage => {
             let redis = redis.as_ref().map_err(|err| format!("no Redis: {err}"))?;
-            let prefix = format!("{}baseline-storage:", run.key_prefix);
-            Ok(baseline::storage(redis, &prefix, count, warmup, duration).await)
+            // The server's prefix: its keys and these differ by their ids only.
+            baseline::storage(redis, &run.key_prefix, count, warmup, duration).await
         }
         _ => unreachable!("{} is not a baseline", scenario.name()),
     }
