@@ -6,7 +6,8 @@
 //!   Tessera's, plain or behind an HS256 bearer check (the floor for `me`).
 //! - `hashing`: Argon2id verifications per second at Tessera's parameters (the
 //!   ceiling for anything that hashes a password: sign-in, sign-up).
-//! - `storage`: the Redis round-trip one refresh needs (the ceiling for refresh).
+//! - `storage`: the Redis calls one refresh makes, with the server's own
+//!   scripts: the rate-limit hit, then the rotation (the ceiling for refresh).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use poem::web::{Data, Json};
 use poem::{EndpointExt, Request, Route, get, handler};
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::load::{self, Connection, Measurement, Outcome, Recorder, Window, served};
@@ -243,81 +245,237 @@ pub fn hashing(threads: usize, warmup: Duration, duration: Duration) -> Measurem
     Recorder::summarise(recorders)
 }
 
-/// One refresh's worth of Redis work in one round-trip: read the session hash,
-/// rewrite its token fields, push its idle expiry, and touch the user's
-/// session index (a sorted set scored by last use).
-const REFRESH_SCRIPT: &str = r"
-local session = redis.call('HGETALL', KEYS[1])
-redis.call('HSET', KEYS[1], 'token', ARGV[1], 'previous', ARGV[2], 'last_used', ARGV[3], 'user', ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[6])
-return #session
-";
+/// The scripts a refresh runs, from the server's own source: the rate-limit
+/// hit on the session's refresh counter, then the rotation. `create` seeds
+/// each task's session as a sign-in does.
+const HIT_SCRIPT: &str = include_str!("../../src/rate_limit/hit.lua");
+const CREATE_SCRIPT: &str = include_str!("../../src/sessions/scripts/create.lua");
+const ROTATE_SCRIPT: &str = include_str!("../../src/sessions/scripts/rotate.lua");
 
-/// One storage task: its own session key, on a clone of the shared
-/// multiplexed connection (as a server process would use one).
-pub struct StorageConnection {
-    redis: MultiplexedConnection,
-    script: Arc<redis::Script>,
-    session_key: String,
-    index_key: String,
-    session_id: String,
-    rotations: u64,
+/// The server's settings the scripts take (`config/default.toml`; the bench
+/// changes none of them).
+const IDLE_TIMEOUT_MS: u64 = 3_600 * 1000;
+const ABSOLUTE_LIFETIME_MS: u64 = 2_592_000 * 1000;
+const REUSE_GRACE_MS: u64 = 10 * 1000;
+const REFRESH_WINDOW_MS: u64 = 60 * 1000;
+
+pub struct StorageScripts {
+    hit: redis::Script,
+    create: redis::Script,
+    rotate: redis::Script,
 }
 
-impl StorageConnection {
-    pub fn new(
-        redis: MultiplexedConnection,
-        script: Arc<redis::Script>,
-        prefix: &str,
-        index: usize,
-    ) -> Self {
-        StorageConnection {
-            redis,
-            script,
-            session_key: format!("{prefix}session:{index}"),
-            index_key: format!("{prefix}user-sessions:{index}"),
-            session_id: uuid::Uuid::now_v7().to_string(),
-            rotations: 0,
+impl StorageScripts {
+    fn new() -> Self {
+        StorageScripts {
+            hit: redis::Script::new(HIT_SCRIPT),
+            create: redis::Script::new(CREATE_SCRIPT),
+            rotate: redis::Script::new(ROTATE_SCRIPT),
         }
     }
 }
 
-impl Connection for StorageConnection {
-    async fn request(&mut self) -> Outcome {
-        self.rotations += 1;
-        // Token digests are 43 base64url characters in practice; so are these.
-        let token = format!("{:0>43}", self.rotations);
-        let previous = format!("{:0>43}", self.rotations - 1);
-        let now_ms = Utc::now().timestamp_millis();
-        let idle_ms: u64 = 3_600_000;
-        self.script
-            .key(&self.session_key)
-            .key(&self.index_key)
-            .arg(token)
-            .arg(previous)
-            .arg(now_ms)
-            .arg(&self.session_id)
-            .arg(idle_ms)
-            .arg(&self.session_id)
-            .invoke_async::<i64>(&mut self.redis)
-            .await
-            .map(served)
-            .map_err(|err| format!("storage: {err}"))
+/// A session's keys as the server lays them out under its prefix `P`: the
+/// refresh counter `P` `rl:refresh:` and the hex of the first 16 bytes of the
+/// SHA-256 of the session id, the session hash `P{user}:session:{session}`
+/// and the user's index `P{user}:sessions` (the braces are a Redis Cluster
+/// hash tag).
+struct SessionKeys {
+    counter: String,
+    session: String,
+    index: String,
+}
+
+impl SessionKeys {
+    fn new(prefix: &str, user_id: &str, session_id: &str) -> Self {
+        let digest = Sha256::digest(session_id.as_bytes());
+        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        SessionKeys {
+            counter: format!("{prefix}rl:refresh:{hex}"),
+            session: format!("{prefix}{{{user_id}}}:session:{session_id}"),
+            index: format!("{prefix}{{{user_id}}}:sessions"),
+        }
     }
 }
 
-/// The `storage` baseline: `tasks` concurrent refresh-equivalent round-trips.
+/// One storage task: a session of its own, rotated again and again as one
+/// refresh connection rotates its chain, on a clone of the shared
+/// multiplexed connection (as a server process would use one).
+pub struct StorageConnection {
+    redis: MultiplexedConnection,
+    scripts: Arc<StorageScripts>,
+    prefix: String,
+    user_id: String,
+    session_id: String,
+    keys: SessionKeys,
+    /// The generation the last rotation handed out: the one to present next.
+    generation: u64,
+}
+
+impl StorageConnection {
+    /// Creates the task's session, as a sign-in does.
+    pub async fn start(
+        redis: MultiplexedConnection,
+        scripts: Arc<StorageScripts>,
+        prefix: &str,
+    ) -> Result<Self, String> {
+        let user_id = uuid::Uuid::now_v7().to_string();
+        let session_id = uuid::Uuid::now_v7().to_string();
+        let mut connection = StorageConnection {
+            keys: SessionKeys::new(prefix, &user_id, &session_id),
+            redis,
+            scripts,
+            prefix: prefix.to_string(),
+            user_id,
+            session_id,
+            generation: 0,
+        };
+        connection.create().await?;
+        Ok(connection)
+    }
+
+    async fn create(&mut self) -> Result<(), String> {
+        // What a sign-in from the bench's client stores: no user agent.
+        self.scripts
+            .create
+            .key(&self.keys.session)
+            .key(&self.keys.index)
+            .arg(&self.session_id)
+            .arg(&self.user_id)
+            .arg(IDLE_TIMEOUT_MS)
+            .arg(ABSOLUTE_LIFETIME_MS)
+            .arg("")
+            .arg("127.0.0.1")
+            .invoke_async::<u64>(&mut self.redis)
+            .await
+            .map_err(|err| format!("storage: create: {err}"))?;
+        self.generation = 0;
+        Ok(())
+    }
+
+    /// One refresh's Redis calls: the rate-limit hit, then the rotation.
+    async fn refresh(&mut self) -> Result<(), String> {
+        let (_count, _left_ms): (u64, i64) = self
+            .scripts
+            .hit
+            .key(&self.keys.counter)
+            .arg(REFRESH_WINDOW_MS)
+            .invoke_async(&mut self.redis)
+            .await
+            .map_err(|err| format!("storage: hit: {err}"))?;
+        let reply: Vec<redis::Value> = self
+            .scripts
+            .rotate
+            .key(&self.keys.session)
+            .key(&self.keys.index)
+            .arg(&self.session_id)
+            .arg(self.generation)
+            .arg(IDLE_TIMEOUT_MS)
+            .arg(REUSE_GRACE_MS)
+            .invoke_async(&mut self.redis)
+            .await
+            .map_err(|err| format!("storage: rotate: {err}"))?;
+        self.generation = rotated(&reply, &self.user_id)?;
+        Ok(())
+    }
+}
+
+/// The generation a rotation handed out, read as the server reads it; any
+/// status but `rotated` is an error (each task presents its current token).
+fn rotated(reply: &[redis::Value], user_id: &str) -> Result<u64, String> {
+    let field = |i: usize| reply.get(i).cloned().unwrap_or(redis::Value::Nil);
+    let bad = |what: &str| format!("storage: rotate: bad {what}");
+    let status: String = redis::from_redis_value(field(0)).map_err(|_| bad("status"))?;
+    if status != "rotated" {
+        return Err(format!("storage: rotate: {status}"));
+    }
+    let user: String = redis::from_redis_value(field(1)).map_err(|_| bad("user id"))?;
+    let generation: u64 = redis::from_redis_value(field(2)).map_err(|_| bad("generation"))?;
+    let _idle_ms: u64 = redis::from_redis_value(field(3)).map_err(|_| bad("idle expiry"))?;
+    if user != user_id {
+        return Err(bad("user id"));
+    }
+    Ok(generation)
+}
+
+impl Connection for StorageConnection {
+    async fn request(&mut self) -> Outcome {
+        let result = self.refresh().await;
+        if result.is_err() {
+            // The chain is broken (or the session gone): start a new session,
+            // so one failure shows as one error, as the refresh scenario's
+            // sign-in again does.
+            let session_id = uuid::Uuid::now_v7().to_string();
+            self.keys = SessionKeys::new(&self.prefix, &self.user_id, &session_id);
+            self.session_id = session_id;
+            let _ = self.create().await;
+        }
+        result.map(served)
+    }
+}
+
+/// The `storage` baseline: `tasks` refresh chains' Redis calls, each task
+/// with a session of its own under the server's key layout and `prefix`.
 pub async fn storage(
     redis: &MultiplexedConnection,
     prefix: &str,
     tasks: usize,
     warmup: Duration,
     duration: Duration,
-) -> Measurement {
-    let script = Arc::new(redis::Script::new(REFRESH_SCRIPT));
-    let connections = (0..tasks)
-        .map(|i| StorageConnection::new(redis.clone(), Arc::clone(&script), prefix, i))
-        .collect();
-    load::run(connections, warmup, duration).await
+) -> Result<Measurement, String> {
+    let scripts = Arc::new(StorageScripts::new());
+    let mut connections = Vec::with_capacity(tasks);
+    for _ in 0..tasks {
+        connections
+            .push(StorageConnection::start(redis.clone(), Arc::clone(&scripts), prefix).await?);
+    }
+    Ok(load::run(connections, warmup, duration).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::Value;
+
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_server_layout() {
+        let user = "01a23640-52af-7675-a5fd-cf3ad7263683";
+        let session = "01a23640-52af-7675-a5fd-cf3b4a3ac26a";
+        let keys = SessionKeys::new("P:", user, session);
+        // `printf %s SESSION | sha256sum`, first 32 hex digits.
+        assert_eq!(
+            keys.counter,
+            "P:rl:refresh:101e6a2ec1c8ccc2d56b5b4ba0546ee4"
+        );
+        assert_eq!(keys.session, format!("P:{{{user}}}:session:{session}"));
+        assert_eq!(keys.index, format!("P:{{{user}}}:sessions"));
+    }
+
+    fn reply(status: &str, user: &str, generation: i64) -> Vec<Value> {
+        vec![
+            Value::BulkString(status.into()),
+            Value::BulkString(user.into()),
+            Value::Int(generation),
+            Value::Int(3_600_000),
+        ]
+    }
+
+    #[test]
+    fn a_rotation_hands_out_the_next_generation() {
+        assert_eq!(rotated(&reply("rotated", "u", 8), "u"), Ok(8));
+    }
+
+    #[test]
+    fn anything_but_rotated_is_an_error() {
+        for status in ["converged", "invalid", "reused"] {
+            let only_status = [Value::BulkString(status.into())];
+            assert_eq!(
+                rotated(&only_status, "u"),
+                Err(format!("storage: rotate: {status}"))
+            );
+        }
+        assert!(rotated(&reply("rotated", "someone else", 1), "u").is_err());
+        assert!(rotated(&[Value::Int(1)], "u").is_err());
+    }
 }

@@ -38,11 +38,11 @@ It builds nothing. From the workspace root, the one command is:
     cargo build --release --workspace && target/release/tessera-bench
 
 It starts target/release/tessera on a free port with a temporary SQLite
-database, rate limiting off and a random Redis key prefix (Redis must run at
---redis-url), and removes all of it at the end. Each Tessera scenario is
-followed at once by its baseline, while the server sits idle, so each ratio
-compares measurements taken back to back. Results: a table on stdout and JSON
-in --out.";
+database, rate limits on but out of reach and a random Redis key prefix
+(Redis must run at --redis-url), and removes all of it at the end. Each
+Tessera scenario is followed at once by its baseline, while the server sits
+idle, so each ratio compares measurements taken back to back. Results: a
+table on stdout and JSON in --out.";
 
 /// How long the server sits without requests before its idle RSS is read.
 const IDLE_SETTLE: Duration = Duration::from_secs(3);
@@ -477,8 +477,8 @@ async fn run_baseline(
         }
         Scenario::Storage => {
             let redis = redis.as_ref().map_err(|err| format!("no Redis: {err}"))?;
-            let prefix = format!("{}baseline-storage:", run.key_prefix);
-            Ok(baseline::storage(redis, &prefix, count, warmup, duration).await)
+            // The server's prefix: its keys and these differ by their ids only.
+            baseline::storage(redis, &run.key_prefix, count, warmup, duration).await
         }
         _ => unreachable!("{} is not a baseline", scenario.name()),
     }

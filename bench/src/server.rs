@@ -24,6 +24,8 @@ const READY_POLL: Duration = Duration::from_millis(5);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Output lines kept to explain a failed start.
 const LOG_TAIL: usize = 40;
+/// A rate limit no run comes near.
+const UNREACHABLE_LIMIT: &str = "1000000000000";
 
 pub struct ServerOptions {
     pub binary: PathBuf,
@@ -87,8 +89,20 @@ impl Server {
             .env("TESSERA__DATABASE__URL", &database_url)
             .env("TESSERA__REDIS__URL", &options.redis_url)
             .env("TESSERA__REDIS__KEY_PREFIX", &options.key_prefix)
-            .env("TESSERA__RATE_LIMIT__ENABLED", "false")
-            .env("RUST_LOG", "warn,tessera::app=info")
+            // Rate limits on, as in production, so a refresh makes the Redis
+            // calls it makes there (the `storage` baseline makes the same),
+            // but far out of reach: every request comes from one IP and
+            // each refresh chain rotates thousands of times a minute.
+            .env("TESSERA__RATE_LIMIT__ENABLED", "true")
+            .env("TESSERA__RATE_LIMIT__SIGNIN_FAILURES", UNREACHABLE_LIMIT)
+            .env("TESSERA__RATE_LIMIT__SIGNUPS_PER_IP", UNREACHABLE_LIMIT)
+            .env(
+                "TESSERA__RATE_LIMIT__REFRESHES_PER_SESSION",
+                UNREACHABLE_LIMIT,
+            )
+            // Quiet: a log line per request would cost the server CPU in the
+            // measurement. The `listening on` line comes whatever the filter.
+            .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -219,7 +233,6 @@ async fn drain(
 ) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        let line = strip_ansi(&line);
         if let Some(addr) = listening_addr(&line)
             && let Some(tx) = addr_tx.take()
         {
@@ -236,28 +249,6 @@ async fn drain(
 fn listening_addr(line: &str) -> Option<SocketAddr> {
     let rest = line.split("listening on http://").nth(1)?;
     rest.split_whitespace().next()?.parse().ok()
-}
-
-/// Removes ANSI escape sequences (`ESC [ … final byte`): the log formatter
-/// colours its output even into a pipe, splitting the address from its text.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c != '\u{1b}' {
-            out.push(c);
-            continue;
-        }
-        if chars.next() == Some('[') {
-            // Parameters and intermediates, up to the final byte (@ to ~).
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) {
-                    break;
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The server binary next to this one (both live in `target/release/`), or
@@ -284,11 +275,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_address_in_a_coloured_log_line() {
-        let line = "\u{1b}[2m2026-01-01T00:00:00Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m \
-                    \u{1b}[2mtessera::app\u{1b}[0m\u{1b}[2m:\u{1b}[0m listening on http://127.0.0.1:41234";
+    fn finds_the_address_in_the_log_line() {
+        let line =
+            "2026-01-01T00:00:00.000000Z  INFO tessera::app: listening on http://127.0.0.1:41234";
         assert_eq!(
-            listening_addr(&strip_ansi(line)),
+            listening_addr(line),
             Some("127.0.0.1:41234".parse().unwrap())
         );
     }
@@ -296,5 +287,9 @@ mod tests {
     #[test]
     fn ignores_other_lines() {
         assert_eq!(listening_addr("WARN something else"), None);
+        assert_eq!(
+            listening_addr("INFO tessera::app: metrics on http://127.0.0.1:41235"),
+            None
+        );
     }
 }

@@ -94,7 +94,7 @@ impl Client {
     async fn signin_tokens(&mut self, user: &Credentials) -> Result<TokenPair, String> {
         let response = self.0.post_json(SIGNIN, user).await;
         let response = response.map_err(|err| format!("signin: {err}"))?;
-        TokenPair::parse("signin", response.success_body("signin")?)
+        TokenPair::parse("signin", &response.success_body("signin")?)
     }
 
     /// A sign-in that may be turned away: 503 with `Retry-After` is [`Answer::Shed`].
@@ -114,7 +114,7 @@ impl Client {
         let body = RefreshRequest { refresh_token };
         let response = self.0.post_json(REFRESH, &body).await;
         let response = response.map_err(|err| format!("refresh: {err}"))?;
-        TokenPair::parse("refresh", response.success_body("refresh")?)
+        TokenPair::parse("refresh", &response.success_body("refresh")?)
     }
 
     async fn me(&mut self, access_token: &str) -> Outcome {
