@@ -123,11 +123,7 @@ impl Contract {
                 headings.retain(|&(open_level, _)| open_level < level);
                 table_header = None;
                 open = None;
-                let inside = headings
-                    .iter()
-                    .filter_map(|&(_, section)| section)
-                    .collect();
-                if let Some(operation) = operation_start(title, v1, inside) {
+                if let Some(operation) = operation_start(title, v1, sections(&headings)) {
                     open = Some(contract.add(operation));
                     headings.push((level, None));
                 } else {
@@ -139,10 +135,7 @@ impl Contract {
                 }
                 continue;
             }
-            let inside: Vec<usize> = headings
-                .iter()
-                .filter_map(|&(_, section)| section)
-                .collect();
+            let inside = sections(&headings);
             if line.trim_start().starts_with('|') {
                 let cells: Vec<String> = line
                     .trim()
@@ -160,8 +153,9 @@ impl Contract {
                         .position(|name| name.eq_ignore_ascii_case("body"))
                         .and_then(|column| cells.get(column))
                         .is_some_and(|body| !body.is_empty());
-                    operation.text = line.to_owned();
+                    operation.text = format!("{line}\n");
                     contract.add(operation);
+                    open = None;
                     continue;
                 }
             } else {
@@ -231,6 +225,14 @@ impl Contract {
         }
         Ok(general)
     }
+}
+
+/// The sections of the open headings, outermost first.
+fn sections(headings: &[(usize, Option<usize>)]) -> Vec<usize> {
+    headings
+        .iter()
+        .filter_map(|&(_, section)| section)
+        .collect()
 }
 
 /// `` `METHOD /path` — operationId `x` `` at the start of `line`.
