@@ -31,12 +31,24 @@ fn encode_part(value: &Value) -> String {
 
 /// Re-signs a real token's claims, changed by `edit`, with `key`.
 fn forge(real: &str, key: &[u8], edit: impl FnOnce(&mut Value)) -> String {
+    forge_with_header(real, key, |_| {}, edit)
+}
+
+/// [`forge`], with the HS256 header (the real `typ` and `kid`) changed by
+/// `edit_header`.
+fn forge_with_header(
+    real: &str,
+    key: &[u8],
+    edit_header: impl FnOnce(&mut Header),
+    edit: impl FnOnce(&mut Value),
+) -> String {
     let header = decode_part(real, 0);
     let mut claims = decode_part(real, 1);
     edit(&mut claims);
     let mut forged = Header::new(Algorithm::HS256);
     forged.typ = header["typ"].as_str().map(str::to_owned);
     forged.kid = header["kid"].as_str().map(str::to_owned);
+    edit_header(&mut forged);
     jsonwebtoken::encode(&forged, &claims, &EncodingKey::from_secret(key)).unwrap()
 }
 
@@ -135,6 +147,28 @@ async fn alg_none_and_other_algorithms_are_rejected() {
     )
     .unwrap();
     assert_invalid_token(&app, &hs512).await;
+}
+
+/// Only an access token (`typ: at+jwt`, RFC 9068) passes, not another JWT
+/// with the right key and claims; the `at+jwt` control is
+/// `a_valid_token_passes_and_a_re_signed_one_with_the_right_key_too`.
+#[tokio::test]
+async fn a_typ_other_than_at_jwt_is_rejected() {
+    let app = app().await;
+    let (_, tokens) = app.new_session().await;
+    for typ in [Some("JWT"), None] {
+        let forged = forge_with_header(
+            &tokens.access_token,
+            SECRET.as_bytes(),
+            |header| header.typ = typ.map(str::to_owned),
+            |_| {},
+        );
+        assert_eq!(
+            decode_part(&forged, 0).get("typ").and_then(Value::as_str),
+            typ
+        );
+        assert_invalid_token(&app, &forged).await;
+    }
 }
 
 #[tokio::test]

@@ -5,11 +5,14 @@ mod common;
 use std::{
     io::{Read, Write},
     net::TcpStream,
+    time::{Duration, Instant},
 };
 
-use common::{Backend, TesseraProcess, TestApp, tessera_command};
+use common::{
+    Backend, STRONG_PASSWORD, TesseraProcess, TestApp, TokenPair, tessera_command, unique_username,
+};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn health_endpoints_answer() {
@@ -182,8 +185,7 @@ fn a_bad_setting_stops_the_server_naming_the_key() {
 /// keep-alive connection open.
 #[test]
 fn sigterm_exits_cleanly_with_idle_keep_alive_connections() {
-    let dir = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let (database_url, _dir) = common::sqlite_in_tempdir();
     let server = TesseraProcess::spawn(&[("TESSERA__DATABASE__URL", &database_url)]);
     let mut idle = TcpStream::connect(&server.addr).unwrap();
     write!(idle, "GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
@@ -192,4 +194,107 @@ fn sigterm_exits_cleanly_with_idle_keep_alive_connections() {
     assert_eq!(&first, b"HTTP/1.1 200");
     let status = server.terminate();
     assert!(status.success(), "{status:?}");
+}
+
+/// SIGTERM while sign-ins queue for the one hashing worker: the server stops
+/// accepting connections at once, still answers every request it has
+/// received, then exits 0 within 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let (database_url, _dir) = common::sqlite_in_tempdir();
+    let key_prefix = common::fresh_key_prefix();
+    let server = TesseraProcess::spawn(&[
+        ("TESSERA__DATABASE__URL", &database_url),
+        ("TESSERA__REDIS__URL", &common::redis_url()),
+        ("TESSERA__REDIS__KEY_PREFIX", &key_prefix),
+        ("TESSERA__PASSWORD__HASHING_WORKERS", "1"),
+    ]);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let credentials = json!({"username": unique_username(), "password": STRONG_PASSWORD});
+    let created = client
+        .post(server.url("/v1/auth/signup"))
+        .json(&credentials)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+
+    // Six sign-ins, one Argon2 hash each, answered one after another.
+    let (answered, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    let signins: Vec<_> = (0..6)
+        .map(|_| {
+            let request = client
+                .post(server.url("/v1/auth/signin"))
+                .json(&credentials);
+            let answered = answered.clone();
+            tokio::spawn(async move {
+                let response = request.send().await;
+                let at = Instant::now();
+                let _ = answered.send(());
+                let response = response.expect("an answer, not a dropped connection");
+                (at, response.status(), response.text().await.unwrap())
+            })
+        })
+        .collect();
+    // The first answer took a whole hash: by then the server has read the
+    // other five requests, which wait for the worker.
+    answers.recv().await.unwrap();
+    let sigterm = server.send_sigterm();
+
+    // The listener closes at once, while the server is still answering: a
+    // new connection is refused (or reset, when it was still waiting to be
+    // accepted as the listener closed).
+    let refused = loop {
+        match tokio::net::TcpStream::connect(&server.addr).await {
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                break Instant::now();
+            }
+            Err(err) => panic!("connecting after SIGTERM: {err}"),
+            Ok(_) => {
+                assert!(
+                    sigterm.elapsed() < Duration::from_secs(2),
+                    "still accepting connections 2 s after SIGTERM"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+
+    let mut answered_at = Vec::new();
+    for signin in signins {
+        let (at, status, body) = signin.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let tokens: TokenPair = serde_json::from_str(&body).expect("a token pair");
+        assert_eq!(tokens.token_type, "Bearer");
+        assert!(!tokens.access_token.is_empty() && !tokens.refresh_token.is_empty());
+        answered_at.push(at);
+    }
+    let after_sigterm: Vec<Duration> = answered_at
+        .iter()
+        .filter_map(|at| at.checked_duration_since(sigterm))
+        .collect();
+    assert!(
+        !after_sigterm.is_empty(),
+        "every sign-in was answered before SIGTERM: nothing was in flight"
+    );
+    let last = answered_at.iter().max().unwrap();
+    assert!(
+        refused < *last,
+        "a new connection was refused only after the last answer \
+         ({:?} after SIGTERM; answers {after_sigterm:?} after it)",
+        refused - sigterm
+    );
+    let status = tokio::task::spawn_blocking(move || server.exit_status(sigterm))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    common::delete_redis_keys(&key_prefix).await;
 }

@@ -245,7 +245,7 @@ impl TestAppBuilder {
     }
 
     pub async fn start(self) -> TestApp {
-        let key_prefix = format!("tessera-test:{}:", Uuid::now_v7().simple());
+        let key_prefix = fresh_key_prefix();
         let (database_url, key_prefix, storage) = match self.shared.clone() {
             Some((database_url, key_prefix)) => (database_url, key_prefix, Storage::Shared),
             None => {
@@ -259,7 +259,7 @@ impl TestAppBuilder {
     /// Starts `count` instances at once on one fresh database and Redis
     /// prefix, as a deployment rolling out does.
     pub async fn start_together(self, count: usize) -> Vec<TestApp> {
-        let key_prefix = format!("tessera-test:{}:", Uuid::now_v7().simple());
+        let key_prefix = fresh_key_prefix();
         let (database_url, storage) = fresh_storage(self.backend).await;
         let mut storages = vec![storage];
         storages.extend((1..count).map(|_| Storage::Shared));
@@ -317,15 +317,27 @@ impl TestAppBuilder {
     }
 }
 
+/// A Redis key prefix no other test server uses.
+pub fn fresh_key_prefix() -> String {
+    format!("tessera-test:{}:", Uuid::now_v7().simple())
+}
+
+/// The URL of a new SQLite file, and the temporary directory holding it
+/// (removed when dropped).
+pub fn sqlite_in_tempdir() -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("tessera.db").display()
+    );
+    (url, dir)
+}
+
 /// A new SQLite file or PostgreSQL database for one test server.
 async fn fresh_storage(backend: Backend) -> (String, Storage) {
     match backend {
         Backend::Sqlite => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let url = format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("tessera.db").display()
-            );
+            let (url, dir) = sqlite_in_tempdir();
             (url, Storage::Sqlite(dir))
         }
         Backend::Postgres => {
@@ -504,19 +516,30 @@ impl TesseraProcess {
     }
 
     /// SIGTERM, then the exit status, which must come within 10 s.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        let started = std::time::Instant::now();
+    pub fn terminate(self) -> std::process::ExitStatus {
+        let sent = self.send_sigterm();
+        self.exit_status(sent)
+    }
+
+    /// Sends SIGTERM without waiting; returns when it went out.
+    pub fn send_sigterm(&self) -> std::time::Instant {
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(sent.success());
+        std::time::Instant::now()
+    }
+
+    /// Waits for the exit status, which must come within 10 s of `sigterm`
+    /// (when [`TesseraProcess::send_sigterm`] sent it).
+    pub fn exit_status(mut self, sigterm: std::time::Instant) -> std::process::ExitStatus {
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for tessera") {
                 return status;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(10),
+                sigterm.elapsed() < Duration::from_secs(10),
                 "no exit within 10 s of SIGTERM"
             );
             std::thread::sleep(Duration::from_millis(50));
