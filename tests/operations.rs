@@ -183,6 +183,51 @@ fn a_bad_setting_stops_the_server_naming_the_key() {
 
 /// SIGTERM: stop accepting, finish, exit 0 within 10 s even with an idle
 /// keep-alive connection open.
+/// Scripts find the port from the log whatever its filter (the `test`
+/// environment's is `warn`), and a pipe gets no terminal colour codes.
+#[test]
+fn the_listening_line_is_written_plainly_whatever_the_filter() {
+    let (database_url, _dir) = common::sqlite_in_tempdir();
+    let server = TesseraProcess::spawn(&[("TESSERA__DATABASE__URL", &database_url)]);
+    assert!(
+        server
+            .announced
+            .contains(&format!("listening on http://{}", server.addr)),
+        "{}",
+        server.announced
+    );
+    assert!(
+        !server.announced.contains('\u{1b}'),
+        "{:?}",
+        server.announced
+    );
+}
+
+/// `log.format = "json"`: one object per line, the message exactly the text.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let (database_url, _dir) = common::sqlite_in_tempdir();
+    let server = TesseraProcess::spawn(&[
+        ("TESSERA__DATABASE__URL", &database_url),
+        ("TESSERA__LOG__FORMAT", "json"),
+    ]);
+    let line: serde_json::Value = serde_json::from_str(&server.announced).expect("a JSON line");
+    assert_eq!(
+        line["message"],
+        format!("listening on http://{}", server.addr),
+        "{line}"
+    );
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert!(line["target"].is_string(), "{line}");
+    let timestamp = line["timestamp"].as_str().expect("a timestamp");
+    let parsed = chrono::DateTime::parse_from_rfc3339(timestamp).expect("RFC 3339");
+    assert_eq!(parsed.offset().local_minus_utc(), 0, "UTC: {timestamp}");
+    assert!(
+        line.get("fields").is_none(),
+        "event fields are flattened: {line}"
+    );
+}
+
 #[test]
 fn sigterm_exits_cleanly_with_idle_keep_alive_connections() {
     let (database_url, _dir) = common::sqlite_in_tempdir();

@@ -478,6 +478,19 @@ pub fn tessera_command() -> std::process::Command {
 pub struct TesseraProcess {
     child: std::process::Child,
     pub addr: String,
+    /// The log line that said where it listens, as written.
+    pub announced: String,
+}
+
+/// The address in a `listening on http://ADDR` log line, text or JSON.
+fn listening_addr(line: &str) -> Option<String> {
+    const ANNOUNCEMENT: &str = "listening on http://";
+    let message = match serde_json::from_str::<Value>(line) {
+        Ok(object) => object["message"].as_str()?.to_owned(),
+        Err(_) => line.to_owned(),
+    };
+    let at = message.find(ANNOUNCEMENT)?;
+    Some(message[at + ANNOUNCEMENT.len()..].trim().to_owned())
 }
 
 impl TesseraProcess {
@@ -485,8 +498,10 @@ impl TesseraProcess {
         use std::io::BufRead;
         let mut child = tessera_command()
             .env("TESSERA_ENV", "test")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
+            // The `test` filter (`warn`) and a pipe for stdout, as a script
+            // that starts Tessera would have them.
+            .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR")
             .env("TESSERA__SERVER__BIND", "127.0.0.1:0")
             .envs(variables.iter().copied())
             .stdout(std::process::Stdio::piped())
@@ -494,17 +509,21 @@ impl TesseraProcess {
             .spawn()
             .expect("start tessera");
         let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let addr = lines
+        let (announced, addr) = lines
             .by_ref()
             .map_while(Result::ok)
             .find_map(|line| {
-                let at = line.find("listening on http://")?;
-                Some(line[at + "listening on http://".len()..].trim().to_owned())
+                let addr = listening_addr(&line)?;
+                Some((line, addr))
             })
             .expect("a `listening on` line");
         // Keep reading the log so the process never blocks on a full pipe.
         std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-        TesseraProcess { child, addr }
+        TesseraProcess {
+            child,
+            addr,
+            announced,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
