@@ -246,3 +246,67 @@ pub async fn revoke_session(
         Err(RevokeError::NotFound)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::keyspace::RedisError;
+
+    #[test]
+    fn outages_and_bugs_are_told_apart_in_the_sign_in_outcome() {
+        let outcome = |err: SigninError| SigninOutcome::of::<()>(&Err(err));
+        assert_eq!(
+            outcome(SigninError::InvalidCredentials),
+            SigninOutcome::Invalid
+        );
+        assert_eq!(
+            outcome(SigninError::RateLimit(RateLimitError::Limited {
+                retry_after: Duration::from_secs(1)
+            })),
+            SigninOutcome::Limited
+        );
+        assert_eq!(
+            outcome(SigninError::Hashing(HashingError::Overloaded)),
+            SigninOutcome::Unavailable
+        );
+        assert_eq!(
+            outcome(SigninError::Sessions(RedisError::TimedOut(
+                Duration::from_secs(1)
+            ))),
+            SigninOutcome::Unavailable
+        );
+        assert_eq!(
+            outcome(SigninError::Sessions(RedisError::Unexpected("x".into()))),
+            SigninOutcome::Error
+        );
+        assert_eq!(
+            outcome(SigninError::Hashing(HashingError::Failed("x".into()))),
+            SigninOutcome::Error
+        );
+        assert_eq!(SigninOutcome::of(&Ok(())), SigninOutcome::Success);
+    }
+
+    #[test]
+    fn outages_and_bugs_are_told_apart_in_the_refresh_outcome() {
+        let outcome = |err: RefreshError| RefreshOutcome::of(&Err(err));
+        assert_eq!(outcome(RefreshError::Invalid), RefreshOutcome::Invalid);
+        assert_eq!(
+            outcome(RefreshError::ReuseDetected {
+                session_id: Uuid::nil()
+            }),
+            RefreshOutcome::ReuseDetected
+        );
+        assert_eq!(
+            outcome(RefreshError::Sessions(RedisError::TimedOut(
+                Duration::from_secs(1)
+            ))),
+            RefreshOutcome::Unavailable
+        );
+        assert_eq!(
+            outcome(RefreshError::Sessions(RedisError::Unexpected("x".into()))),
+            RefreshOutcome::Error
+        );
+    }
+}
