@@ -225,7 +225,13 @@ async fn access_tokens_expire_after_their_ttl() {
             .status(),
         StatusCode::OK
     );
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // `exp` is whole seconds: the token is refused once that second is past.
+    let exp = decode_part(&tokens.access_token, 1)["exp"].as_u64().unwrap();
+    let expired_at = std::time::UNIX_EPOCH + Duration::from_secs(exp + 1);
+    let wait = expired_at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(50)).await;
     assert_invalid_token(&app, &tokens.access_token).await;
 }
 
