@@ -226,7 +226,9 @@ async fn access_tokens_expire_after_their_ttl() {
         StatusCode::OK
     );
     // `exp` is whole seconds: the token is refused once that second is past.
-    let exp = decode_part(&tokens.access_token, 1)["exp"].as_u64().unwrap();
+    let exp = decode_part(&tokens.access_token, 1)["exp"]
+        .as_u64()
+        .unwrap();
     let expired_at = std::time::UNIX_EPOCH + Duration::from_secs(exp + 1);
     let wait = expired_at
         .duration_since(std::time::SystemTime::now())
