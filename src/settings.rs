@@ -316,6 +316,8 @@ pub struct SessionSettings {
     /// Keys that still verify refresh tokens during a rotation.
     #[serde(default)]
     pub previous_refresh_token_keys: Vec<Secret>,
+    /// Live sessions per user; a sign-in beyond it evicts the least recently used.
+    pub max_per_user: NonZeroU32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -366,6 +368,8 @@ pub struct RateLimitSettings {
     pub enabled: bool,
     /// Failed sign-ins allowed per username and client IP per window.
     pub signin_failures: NonZeroU64,
+    /// Failed sign-ins allowed per client IP, across all usernames, per window.
+    pub signin_failures_per_ip: NonZeroU64,
     #[serde(rename = "signin_window_secs", deserialize_with = "seconds")]
     pub signin_window: Duration,
     /// Sign-ups (that reach password hashing) allowed per client IP per window.
@@ -376,6 +380,8 @@ pub struct RateLimitSettings {
     pub refreshes_per_session: NonZeroU64,
     #[serde(rename = "refresh_window_secs", deserialize_with = "seconds")]
     pub refresh_window: Duration,
+    /// Per-IP limits count IPv6 clients by this prefix (one host holds a /64).
+    pub ipv6_prefix: u8,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -331,3 +331,38 @@ async fn a_rotated_key_keeps_earlier_tokens_valid() {
         .await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// RFC 7515 §4.1.11: a `crit` header names extensions the verifier must
+/// understand, and Tessera understands none.
+#[tokio::test]
+async fn a_critical_header_extension_is_rejected() {
+    let app = app().await;
+    let (_, tokens) = app.new_session().await;
+    let forged = forge_with_header(
+        &tokens.access_token,
+        SECRET.as_bytes(),
+        |header| header.crit = Some(vec!["exp".into()]),
+        |_| {},
+    );
+    assert!(decode_part(&forged, 0)["crit"].is_array());
+    assert_invalid_token(&app, &forged).await;
+}
+
+#[tokio::test]
+async fn a_token_not_yet_valid_is_rejected_and_one_within_the_leeway_passes() {
+    let app = TestApp::with(Backend::Sqlite)
+        .set_all(&[("jwt.secret", SECRET), ("jwt.leeway_secs", "30")])
+        .start()
+        .await;
+    let (_, tokens) = app.new_session().await;
+    let now = chrono::Utc::now().timestamp();
+    let later = forge(&tokens.access_token, SECRET.as_bytes(), |c| {
+        c["nbf"] = json!(now + 120);
+    });
+    assert_invalid_token(&app, &later).await;
+    let within_leeway = forge(&tokens.access_token, SECRET.as_bytes(), |c| {
+        c["nbf"] = json!(now + 10);
+    });
+    let me = app.get_with_token("/v1/me", &within_leeway).await;
+    assert_eq!(me.status(), StatusCode::OK);
+}

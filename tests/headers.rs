@@ -101,3 +101,50 @@ async fn listed_origins_get_cors_with_credentials_and_others_do_not() {
         .unwrap();
     assert!(!allows_cors(&response));
 }
+
+#[tokio::test]
+async fn an_unlisted_origin_gets_a_problem_with_the_security_headers() {
+    let app = TestApp::with(Backend::Sqlite)
+        .set("server.cors_allowed_origins", "https://app.example.com")
+        .start()
+        .await;
+    let simple = app
+        .client
+        .get(app.url("/v1/me"))
+        .header("origin", "https://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    for response in [simple, preflight(&app, "https://evil.example.com").await] {
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(
+            response.headers()["content-security-policy"],
+            "default-src 'none'; frame-ancestors 'none'"
+        );
+        assert_eq!(response.headers()["vary"], "Origin");
+        assert!(!allows_cors(&response));
+        common::assert_problem(response, StatusCode::FORBIDDEN, "origin_not_allowed").await;
+    }
+}
+
+#[tokio::test]
+async fn with_cors_on_every_response_varies_by_origin() {
+    let app = TestApp::with(Backend::Sqlite)
+        .set("server.cors_allowed_origins", "https://app.example.com")
+        .start()
+        .await;
+    for path in ["/.well-known/jwks.json", "/openapi.json", "/health/live", "/v1/nope"] {
+        for origin in [None, Some("https://app.example.com")] {
+            let mut request = app.client.get(app.url(path));
+            if let Some(origin) = origin {
+                request = request.header("origin", origin);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(
+                response.headers().get("vary").map(|v| v.to_str().unwrap()),
+                Some("Origin"),
+                "{path} with origin {origin:?}"
+            );
+        }
+    }
+}

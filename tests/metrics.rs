@@ -171,3 +171,48 @@ async fn the_hashing_gauges_show_running_and_queued_hashes() {
     assert!(queued >= 1);
     assert_line(&scrape(&app).await, "tessera_hashing_queue_depth 0");
 }
+
+/// The scrape with every sample value zeroed: what a scrape costs to store,
+/// whatever the counts.
+fn series(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .map(|line| {
+            let (series, _value) = line.rsplit_once(' ').expect("a sample line");
+            format!("{series} 0")
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn made_up_methods_and_paths_add_no_series() {
+    let app = TestApp::spawn().await;
+    let send = |method: String, path: String| {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        app.client.request(method, app.url(&path)).send()
+    };
+    let paths = |i: usize| {
+        [
+            format!("/{i}"),
+            format!("/v1/{i}"),
+            format!("/v1/sessions/{i}"),
+            format!("/docs/{i}"),
+            "/v1/me".to_owned(),
+        ]
+    };
+    // Each shape of request once, so that its series exist.
+    for path in paths(0) {
+        for method in ["GET", "BREW"] {
+            send(method.to_owned(), path.clone()).await.unwrap();
+        }
+    }
+    let before = series(&scrape(&app).await);
+    for i in 1..=60 {
+        for path in paths(i) {
+            send(format!("BREW{i}"), path).await.unwrap();
+        }
+    }
+    let after = series(&scrape(&app).await);
+    assert_eq!(before, after, "the series changed");
+    assert_eq!(before.concat().len(), after.concat().len());
+}

@@ -193,3 +193,124 @@ async fn limits_can_be_switched_off() {
         );
     }
 }
+
+/// Signs in through the trusted local proxy as client `ip`.
+async fn signin_from(app: &TestApp, ip: &str, username: &str, password: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/auth/signin"))
+        .header("x-forwarded-for", ip)
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn count(statuses: &[StatusCode], status: StatusCode) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
+#[tokio::test]
+async fn concurrent_wrong_passwords_cannot_outrun_the_limit() {
+    let app = TestApp::spawn().await;
+    let username = unique_username();
+    app.signup(&username, STRONG_PASSWORD).await;
+    let attempts = (0..50).map(|_| app.signin(&username, WRONG));
+    let statuses: Vec<StatusCode> = futures::future::join_all(attempts)
+        .await
+        .iter()
+        .map(reqwest::Response::status)
+        .collect();
+    let unauthorized = count(&statuses, StatusCode::UNAUTHORIZED);
+    let limited = count(&statuses, StatusCode::TOO_MANY_REQUESTS);
+    assert!(unauthorized <= 10, "{unauthorized} wrong passwords were evaluated");
+    assert_eq!(unauthorized + limited, 50, "{statuses:?}");
+    // The right password waits out the window too.
+    assert_rate_limited(app.signin(&username, STRONG_PASSWORD).await, 900).await;
+}
+
+#[tokio::test]
+async fn one_client_spraying_many_usernames_runs_out_of_its_failure_budget() {
+    let app = TestApp::with(Backend::Sqlite)
+        .set_all(&[
+            ("rate_limit.signin_failures_per_ip", "5"),
+            ("server.trusted_proxies", "127.0.0.1/32"),
+        ])
+        .start()
+        .await;
+    let victim = unique_username();
+    app.signup(&victim, STRONG_PASSWORD).await;
+    // Concurrently, so the budget must be taken before the hashes run.
+    let sprayed: Vec<String> = (0..20).map(|_| unique_username()).collect();
+    let attempts = sprayed
+        .iter()
+        .map(|name| signin_from(&app, "198.51.100.7", name, WRONG));
+    let statuses: Vec<StatusCode> = futures::future::join_all(attempts)
+        .await
+        .iter()
+        .map(reqwest::Response::status)
+        .collect();
+    assert_eq!(count(&statuses, StatusCode::UNAUTHORIZED), 5, "{statuses:?}");
+    assert_eq!(count(&statuses, StatusCode::TOO_MANY_REQUESTS), 15);
+    // Whatever the username and password: the address has spent its budget.
+    assert_rate_limited(signin_from(&app, "198.51.100.7", &victim, STRONG_PASSWORD).await, 900).await;
+    // Another client is not affected.
+    assert_eq!(
+        signin_from(&app, "198.51.100.8", &victim, STRONG_PASSWORD).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_limited_by_their_slash_64() {
+    let app = TestApp::with(Backend::Sqlite)
+        .set_all(&[
+            ("rate_limit.signin_failures_per_ip", "3"),
+            ("rate_limit.signups_per_ip", "2"),
+            ("server.trusted_proxies", "127.0.0.1/32"),
+        ])
+        .start()
+        .await;
+    // One host rotating through the addresses of its /64.
+    for host in ["2001:db8:7:8::1", "2001:db8:7:8::2", "2001:db8:7:8:ffff:1:2:3"] {
+        assert_eq!(
+            signin_from(&app, host, &unique_username(), WRONG).await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_rate_limited(signin_from(&app, "2001:db8:7:8::4", &unique_username(), WRONG).await, 900)
+        .await;
+    // The next /64 is another client.
+    assert_eq!(
+        signin_from(&app, "2001:db8:7:9::1", &unique_username(), WRONG).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // Sign-ups per IP are bucketed alike.
+    let signup_from = |ip: &'static str| {
+        app.client
+            .post(app.url("/v1/auth/signup"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"username": unique_username(), "password": STRONG_PASSWORD}))
+            .send()
+    };
+    assert_eq!(signup_from("2001:db8:5:6::1").await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(signup_from("2001:db8:5:6::2").await.unwrap().status(), StatusCode::CREATED);
+    assert_rate_limited(signup_from("2001:db8:5:6::3").await.unwrap(), 600).await;
+}
+
+#[tokio::test]
+async fn rate_limit_keys_name_no_username_or_address() {
+    let app = TestApp::with(Backend::Sqlite)
+        .set("server.trusted_proxies", "127.0.0.1/32")
+        .start()
+        .await;
+    let username = unique_username();
+    signin_from(&app, "198.51.100.9", &username, WRONG).await;
+    let keys = common::redis_keys(&app.key_prefix).await;
+    assert!(!keys.is_empty());
+    for key in keys {
+        assert!(!key.contains(&username) && !key.contains("198.51.100.9"), "{key}");
+        // A bare hash of the subject could be tried against guessed names.
+        let bare = common::sha256_hex(format!("{username}\u{0}198.51.100.9").as_bytes());
+        assert!(!key.contains(&bare[..32]), "{key}");
+    }
+}

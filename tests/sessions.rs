@@ -207,3 +207,62 @@ async fn with_check_on_access_signout_cuts_off_access_tokens_at_once() {
     let response = app.get_with_token("/v1/me", &first.access_token).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn a_sign_in_beyond_the_cap_evicts_the_least_recently_used_session() {
+    let app = TestApp::with(Backend::Sqlite)
+        .set_all(&[
+            ("session.max_per_user", "3"),
+            ("session.check_on_access", "true"),
+        ])
+        .start()
+        .await;
+    let (username, oldest) = app.new_session().await;
+    let second = app.sign_in_ok(&username).await;
+    let third = app.sign_in_ok(&username).await;
+    // The oldest is used again: the second is now the least recently used.
+    let oldest = app.refreshed(&oldest.refresh_token).await;
+    let fourth = app.sign_in_ok(&username).await;
+
+    app.assert_refresh_rejected(&second.refresh_token).await;
+    let cut_off = app.get_with_token("/v1/me", &second.access_token).await;
+    assert_problem(cut_off, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    let mut listed: Vec<String> = sessions_of(&app, &fourth.access_token)
+        .await
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    let mut expected: Vec<String> = [&oldest, &third, &fourth]
+        .iter()
+        .map(|t| t.session_id.to_string())
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    app.refreshed(&oldest.refresh_token).await;
+    app.refreshed(&third.refresh_token).await;
+}
+
+#[tokio::test]
+async fn a_huge_user_agent_is_stored_cut_short() {
+    let app = TestApp::spawn().await;
+    let (username, _) = app.new_session().await;
+    let response = app
+        .client
+        .post(app.url("/v1/auth/signin"))
+        .header("user-agent", "A".repeat(8000))
+        .json(&json!({"username": username, "password": STRONG_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let tokens: common::TokenPair = response.json().await.unwrap();
+    let sessions = sessions_of(&app, &tokens.access_token).await;
+    let stored = sessions
+        .iter()
+        .find(|s| s["current"] == true)
+        .and_then(|s| s["user_agent"].as_str())
+        .unwrap();
+    assert!(stored.chars().count() <= 256, "{} characters", stored.len());
+    assert!(stored.starts_with("AAAA"));
+}

@@ -11,7 +11,7 @@ use std::{net::SocketAddr, time::Duration};
 use reqwest::{Client, Response, StatusCode};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{Value, json};
-use tessera::{app::App, clock::Clock, settings::Settings};
+use tessera::{app::App, clock::Clock, flows::Stores, settings::Settings};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -53,6 +53,8 @@ pub struct TestApp {
     pub client: Client,
     pub database_url: String,
     pub key_prefix: String,
+    /// The settings the server runs with.
+    pub settings: Settings,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     storage: Storage,
@@ -206,6 +208,14 @@ impl TestApp {
             .expect("connect to test database")
     }
 
+    /// The stores of this server's deployment, connected apart from the
+    /// server, as the admin CLI or another instance connects them.
+    pub async fn operator(&self) -> Stores {
+        Stores::connect(&self.settings, Clock::system())
+            .await
+            .expect("connect the operator's stores")
+    }
+
     /// Stops the server (as SIGTERM would) and waits for it to finish.
     pub async fn stop(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -291,7 +301,7 @@ impl TestAppBuilder {
             )
         });
         let settings = Settings::load("test", variables).expect("test settings");
-        let app = App::build_with_clock(settings, self.clock)
+        let app = App::build_with_clock(settings.clone(), self.clock)
             .await
             .expect("build app");
         let addr = app.local_addr();
@@ -310,6 +320,7 @@ impl TestAppBuilder {
             client,
             database_url,
             key_prefix,
+            settings,
             stop: Some(stop),
             server: Some(server),
             storage,
@@ -390,22 +401,42 @@ impl Drop for TestApp {
     }
 }
 
-/// Deletes every key under a test's prefix.
-pub async fn delete_redis_keys(prefix: &str) {
+/// Every key under a test's prefix.
+pub async fn redis_keys(prefix: &str) -> Vec<String> {
     let Ok(client) = redis::Client::open(redis_url()) else {
-        return;
+        return Vec::new();
     };
     let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return;
+        return Vec::new();
     };
-    let keys: Vec<String> = redis::cmd("KEYS")
+    redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query_async(&mut conn)
         .await
-        .unwrap_or_default();
-    if !keys.is_empty() {
+        .unwrap_or_default()
+}
+
+/// Deletes every key under a test's prefix.
+pub async fn delete_redis_keys(prefix: &str) {
+    let keys = redis_keys(prefix).await;
+    if keys.is_empty() {
+        return;
+    }
+    let Ok(client) = redis::Client::open(redis_url()) else {
+        return;
+    };
+    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
         let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
     }
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Asserts a problem+json response of the given status and type code, and returns its body.

@@ -1,0 +1,119 @@
+//! Sessions never outlive the account's state: disabling or deleting a user
+//! ends every session, also one whose sign-in is in flight, on every
+//! instance; and with Redis down the operation changes nothing.
+
+mod common;
+
+use futures::{StreamExt, stream::FuturesUnordered};
+use common::{Backend, STRONG_PASSWORD, TestApp, TokenPair, unique_username};
+use reqwest::StatusCode;
+use tessera::{
+    clock::Clock,
+    domain::Username,
+    flows::{self, Stores},
+    users::UserRef,
+};
+
+fn by_name(username: &str) -> UserRef {
+    UserRef::Name(Username::parse(username).unwrap())
+}
+
+/// Two instances whose sign-ins queue for one hashing worker each, so that
+/// many are in flight at once.
+async fn two_slow_instances(backend: Backend) -> (TestApp, TestApp) {
+    let overrides = [
+        ("password.hashing_workers", "1"),
+        ("rate_limit.signin_failures", "1000"),
+    ];
+    let a = TestApp::with(backend).set_all(&overrides).start().await;
+    let b = TestApp::with(backend)
+        .set_all(&overrides)
+        .sharing_storage_of(&a)
+        .start()
+        .await;
+    (a, b)
+}
+
+/// Fires sign-ins at both instances and runs `operation` once the first has
+/// answered, while the others are still checking their passwords; returns
+/// every token pair handed out.
+async fn sign_ins_racing(
+    a: &TestApp,
+    b: &TestApp,
+    username: &str,
+    operation: impl AsyncFnOnce(),
+) -> Vec<TokenPair> {
+    let mut in_flight: FuturesUnordered<_> = (0..16)
+        .map(|i| if i % 2 == 0 { a } else { b }.signin(username, STRONG_PASSWORD))
+        .collect();
+    let mut answers = vec![in_flight.next().await.unwrap()];
+    operation().await;
+    while let Some(answer) = in_flight.next().await {
+        answers.push(answer);
+    }
+    let mut pairs = Vec::new();
+    for answer in answers {
+        match answer.status() {
+            StatusCode::OK => pairs.push(answer.json().await.unwrap()),
+            status => assert_eq!(status, StatusCode::UNAUTHORIZED),
+        }
+    }
+    pairs
+}
+
+async fn a_disable_ends_sessions_whose_sign_in_was_in_flight(backend: Backend) {
+    let (a, b) = two_slow_instances(backend).await;
+    let username = unique_username();
+    a.signup(&username, STRONG_PASSWORD).await;
+    let operator = a.operator().await;
+    let pairs = sign_ins_racing(&a, &b, &username, async || {
+        flows::disable_user(&operator, Clock::system(), &by_name(&username))
+            .await
+            .unwrap();
+    })
+    .await;
+    assert!(!pairs.is_empty());
+    // Enabled again, the account's old sessions still stay dead: it is the
+    // epoch that refuses them, not the account's state.
+    flows::enable_user(&operator, &by_name(&username)).await.unwrap();
+    for pair in &pairs {
+        b.assert_refresh_rejected(&pair.refresh_token).await;
+        a.assert_refresh_rejected(&pair.refresh_token).await;
+    }
+    let fresh = a.sign_in_ok(&username).await;
+    b.refreshed(&fresh.refresh_token).await;
+}
+
+async fn a_delete_ends_sessions_whose_sign_in_was_in_flight(backend: Backend) {
+    let (a, b) = two_slow_instances(backend).await;
+    let username = unique_username();
+    a.signup(&username, STRONG_PASSWORD).await;
+    let operator = a.operator().await;
+    let pairs = sign_ins_racing(&a, &b, &username, async || {
+        flows::delete_user(&operator, &by_name(&username)).await.unwrap();
+    })
+    .await;
+    for pair in &pairs {
+        b.assert_refresh_rejected(&pair.refresh_token).await;
+    }
+}
+
+on_both_backends!(
+    a_disable_ends_sessions_whose_sign_in_was_in_flight,
+    a_delete_ends_sessions_whose_sign_in_was_in_flight,
+);
+
+/// Redis down: the operation answers an error and changes nothing.
+#[tokio::test]
+async fn with_redis_down_a_disable_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let (username, tokens) = app.new_session().await;
+    let mut settings = app.settings.clone();
+    settings.redis.url = "redis://127.0.0.1:1".into();
+    let unreachable = Stores::connect(&settings, Clock::system()).await.unwrap();
+    assert!(flows::disable_user(&unreachable, Clock::system(), &by_name(&username)).await.is_err());
+    assert!(flows::delete_user(&unreachable, &by_name(&username)).await.is_err());
+    // The account and its session are as they were.
+    app.refreshed(&tokens.refresh_token).await;
+    app.sign_in_ok(&username).await;
+}
