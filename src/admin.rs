@@ -72,15 +72,6 @@ pub enum AdminError {
     Signup(SignupError),
     #[error("reading the password from standard input: {0}")]
     Input(#[from] std::io::Error),
-    #[error(
-        "{done}, but revoking their sessions failed ({}); run `tessera sessions revoke {user}` when Redis is back",
-        Causes(.cause)
-    )]
-    RevokeAfter {
-        done: String,
-        user: String,
-        cause: SessionError,
-    },
 }
 
 impl From<UserStoreError> for AdminError {
@@ -102,17 +93,12 @@ impl From<SignupError> for AdminError {
     }
 }
 
-/// A flow's failure on the user named `given`, with what was done.
-fn user_op_error(given: &str, done: impl FnOnce(&User) -> String, err: UserOpError) -> AdminError {
-    match err {
+/// A flow's failure on the user named `given`.
+fn user_op_error(given: &str) -> impl FnOnce(UserOpError) -> AdminError {
+    move |err| match err {
         UserOpError::NoSuchUser => AdminError::NoSuchUser(given.into()),
         UserOpError::Users(err) => err.into(),
         UserOpError::Sessions(err) => err.into(),
-        UserOpError::SessionsNotRevoked { user, cause } => AdminError::RevokeAfter {
-            done: done(&user),
-            user: user.username.to_string(),
-            cause,
-        },
     }
 }
 
@@ -149,28 +135,32 @@ pub async fn users(settings: &Settings, command: UsersCommand) -> Result<String,
         UsersCommand::List => {
             let users = flows::list_users(&stores)
                 .await
-                .map_err(|err| user_op_error("", |_| String::new(), err))?;
+                .map_err(user_op_error(""))?;
             Ok(user_table(&users))
         }
         UsersCommand::Disable { user: given } => {
-            let done = |user: &User| format!("disabled user {}", described(user));
             let (user, revoked) = flows::disable_user(&stores, clock, &user_ref(&given)?)
                 .await
-                .map_err(|err| user_op_error(&given, done, err))?;
-            Ok(format!("{}; {revoked} session(s) revoked", done(&user)))
+                .map_err(user_op_error(&given))?;
+            Ok(format!(
+                "disabled user {}; {revoked} session(s) revoked",
+                described(&user)
+            ))
         }
         UsersCommand::Enable { user: given } => {
             let user = flows::enable_user(&stores, &user_ref(&given)?)
                 .await
-                .map_err(|err| user_op_error(&given, |_| String::new(), err))?;
+                .map_err(user_op_error(&given))?;
             Ok(format!("enabled user {}", described(&user)))
         }
         UsersCommand::Delete { user: given } => {
-            let done = |user: &User| format!("deleted user {}", described(user));
             let (user, revoked) = flows::delete_user(&stores, &user_ref(&given)?)
                 .await
-                .map_err(|err| user_op_error(&given, done, err))?;
-            Ok(format!("{}; {revoked} session(s) revoked", done(&user)))
+                .map_err(user_op_error(&given))?;
+            Ok(format!(
+                "deleted user {}; {revoked} session(s) revoked",
+                described(&user)
+            ))
         }
     }
 }
@@ -184,11 +174,11 @@ pub async fn sessions(settings: &Settings, command: SessionsCommand) -> Result<S
     };
     let user = flows::find_user(&stores, &user_ref(&given)?)
         .await
-        .map_err(|err| user_op_error(&given, |_| String::new(), err))?;
+        .map_err(user_op_error(&given))?;
     if listing {
         let (_, sessions) = flows::list_sessions(&stores, &UserRef::Id(user.id))
             .await
-            .map_err(|err| user_op_error(&given, |_| String::new(), err))?;
+            .map_err(user_op_error(&given))?;
         return Ok(session_table(&sessions));
     }
     match session_id {

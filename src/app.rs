@@ -193,6 +193,7 @@ fn routes(
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
     let origins = &settings.server.cors_allowed_origins;
+    let cors_on = !origins.is_empty();
     // Credentials (the refresh cookie) only ever for the listed origins.
     let cors = Cors::new()
         .allow_origins(origins.iter().map(String::as_str))
@@ -215,9 +216,11 @@ fn routes(
             max_bytes: settings.server.body_limit_bytes,
         })
         .around(problem_responses)
+        .with_if(cors_on, cors)
+        // Once more, for the CORS layer's own refusals.
+        .around(problem_responses)
         .around(move |next, req| record_requests(Arc::clone(&metrics), next, req))
-        .with_if(!origins.is_empty(), cors)
-        .around(security_headers)
+        .around(move |next, req| security_headers(cors_on, next, req))
         .around(log_request)
 }
 

@@ -76,6 +76,7 @@ pub enum ProblemKind {
     InvalidCredentials,
     NotFound,
     MethodNotAllowed,
+    CorsRefused,
     Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -149,6 +150,12 @@ impl ProblemKind {
                 "method_not_allowed",
                 "Method not allowed",
                 "The resource does not support the method (`method_not_allowed`).",
+            ),
+            K::CorsRefused => row(
+                StatusCode::FORBIDDEN,
+                "cors_refused",
+                "Cross-origin request refused",
+                "The browser origin, method or header is not allowed by CORS (`cors_refused`).",
             ),
             K::Conflict => row(
                 StatusCode::CONFLICT,
@@ -226,6 +233,8 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("cross-origin request refused")]
+    CorsRefused,
     #[error("conflict: {0}")]
     Conflict(&'static str),
     #[error("payload too large")]
@@ -264,6 +273,7 @@ impl ApiError {
             ApiError::InvalidCredentials => ProblemKind::InvalidCredentials,
             ApiError::NotFound => ProblemKind::NotFound,
             ApiError::MethodNotAllowed => ProblemKind::MethodNotAllowed,
+            ApiError::CorsRefused => ProblemKind::CorsRefused,
             ApiError::Conflict(_) => ProblemKind::Conflict,
             ApiError::PayloadTooLarge => ProblemKind::PayloadTooLarge,
             ApiError::UnsupportedMediaType => ProblemKind::UnsupportedMediaType,
@@ -291,6 +301,9 @@ impl ApiError {
             ApiError::NotFound => "No such resource.".into(),
             ApiError::MethodNotAllowed => {
                 "This resource does not support the request method.".into()
+            }
+            ApiError::CorsRefused => {
+                "This origin, method or header is not allowed for cross-origin requests.".into()
             }
             ApiError::Conflict(what) => (*what).into(),
             ApiError::PayloadTooLarge => "The request body exceeds the size limit.".into(),
@@ -390,6 +403,8 @@ impl ApiError {
             StatusCode::UNAUTHORIZED => ApiError::MissingBearer,
             StatusCode::NOT_FOUND => ApiError::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+            // Only the CORS layer refuses with 403.
+            StatusCode::FORBIDDEN => ApiError::CorsRefused,
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
             status => ApiError::internal(format!("unexpected framework error {status}: {err}")),
@@ -477,7 +492,9 @@ impl From<SignupError> for ApiError {
 impl From<SigninError> for ApiError {
     fn from(err: SigninError) -> Self {
         match err {
-            SigninError::InvalidCredentials => ApiError::InvalidCredentials,
+            SigninError::InvalidCredentials | SigninError::Superseded => {
+                ApiError::InvalidCredentials
+            }
             SigninError::Hashing(err) => err.into(),
             SigninError::RateLimit(err) => err.into(),
             SigninError::Users(err) => err.into(),

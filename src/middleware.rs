@@ -13,11 +13,18 @@ use poem::{
 use crate::error::ApiError;
 
 /// Logs method, path, status and latency of every request; never bodies,
-/// query strings or headers, which may carry passwords and tokens.
+/// query strings or headers, which may carry passwords and tokens. The path
+/// is the client's choice, so only its start is kept.
 pub async fn log_request<E: Endpoint>(next: E, req: Request) -> Result<Response> {
+    const MAX_LOGGED_PATH_CHARS: usize = 128;
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let path: String = req
+        .uri()
+        .path()
+        .chars()
+        .take(MAX_LOGGED_PATH_CHARS)
+        .collect();
     let response = next.call(req).await.map(IntoResponse::into_response);
     let status = match &response {
         Ok(response) => response.status(),
@@ -34,8 +41,13 @@ pub async fn log_request<E: Endpoint>(next: E, req: Request) -> Result<Response>
 }
 
 /// Headers every response carries; the Swagger UI pages need scripts and
-/// styles, so only they go without the restrictive content policy.
-pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> Result<Response> {
+/// styles, so only they go without the restrictive content policy. With
+/// CORS on, every response depends on `Origin`, so caches must key on it.
+pub async fn security_headers<E: Endpoint>(
+    vary_by_origin: bool,
+    next: E,
+    req: Request,
+) -> Result<Response> {
     let path = req.uri().path();
     let is_docs = path == "/docs" || path.starts_with("/docs/");
     let is_api = path.starts_with("/v1/");
@@ -50,6 +62,13 @@ pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> Result<Resp
         HeaderValue::from_static("no-referrer"),
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    let varies_by_origin = headers
+        .get_all(header::VARY)
+        .iter()
+        .any(|value| value.as_bytes().eq_ignore_ascii_case(b"origin"));
+    if vary_by_origin && !varies_by_origin {
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
     if !is_docs {
         headers.insert(
             header::CONTENT_SECURITY_POLICY,

@@ -474,14 +474,14 @@ impl Settings {
             ));
         }
         for origin in &self.server.cors_allowed_origins {
-            if origin == "*" || !(origin.starts_with("https://") || origin.starts_with("http://")) {
-                return Err(SettingsError::invalid(
-                    "server.cors_allowed_origins",
-                    format!(
-                        "`{origin}` is not an origin like https://app.example.com (no wildcards)"
-                    ),
-                ));
-            }
+            check_origin(origin)
+                .map_err(|reason| SettingsError::invalid("server.cors_allowed_origins", reason))?;
+        }
+        if self.rate_limit.ipv6_prefix > 128 {
+            return Err(SettingsError::invalid(
+                "rate_limit.ipv6_prefix",
+                "must be a prefix length between 0 and 128",
+            ));
         }
         if self.redis.key_prefix.is_empty() || self.redis.key_prefix.contains(['{', '}']) {
             return Err(SettingsError::invalid(
@@ -523,35 +523,85 @@ impl Settings {
                 "the refresh cookie may drop `Secure` only in development",
             ));
         }
+        if !self.server.bind.ip().is_loopback() {
+            self.refuse_development_secrets()?;
+        }
         if self.environment == Environment::Production {
             self.validate_production()?;
         }
         Ok(())
     }
 
-    /// Production refuses what is only fit for a laptop.
-    fn validate_production(&self) -> Result<(), SettingsError> {
-        let secrets = [
-            ("jwt.secret", &self.jwt.secret, DEVELOPMENT_JWT_SECRET),
+    /// Every key and secret, current and retired: (key, value, its development value).
+    fn secrets(&self) -> Vec<(&'static str, &Secret, Option<&'static str>)> {
+        let mut secrets = vec![
+            ("jwt.secret", &self.jwt.secret, Some(DEVELOPMENT_JWT_SECRET)),
             (
                 "session.refresh_token_key",
                 &self.session.refresh_token_key,
-                DEVELOPMENT_REFRESH_KEY,
+                Some(DEVELOPMENT_REFRESH_KEY),
             ),
         ];
-        if self
-            .metrics
-            .token
-            .as_ref()
-            .is_some_and(|token| token.expose().len() < MIN_PRODUCTION_SECRET_BYTES)
-        {
-            return Err(SettingsError::invalid(
-                "metrics.token",
-                format!("must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes in production"),
-            ));
+        // A retired key is as good as a current one to a forger.
+        secrets.extend(
+            self.jwt
+                .previous_secrets
+                .iter()
+                .map(|secret| ("jwt.previous_secrets", secret, Some(DEVELOPMENT_JWT_SECRET))),
+        );
+        secrets.extend(
+            self.session
+                .previous_refresh_token_keys
+                .iter()
+                .map(|secret| {
+                    (
+                        "session.previous_refresh_token_keys",
+                        secret,
+                        Some(DEVELOPMENT_REFRESH_KEY),
+                    )
+                }),
+        );
+        secrets.extend(
+            self.metrics
+                .token
+                .iter()
+                .map(|token| ("metrics.token", token, None)),
+        );
+        secrets
+    }
+
+    /// The development secrets are public: they may only guard a server that
+    /// nobody else can reach.
+    fn refuse_development_secrets(&self) -> Result<(), SettingsError> {
+        let mut keys: Vec<&str> = self
+            .secrets()
+            .into_iter()
+            .filter(|(_, secret, development)| development.is_some_and(|d| secret.expose() == d))
+            .map(|(key, _, _)| key)
+            .collect();
+        keys.dedup();
+        if keys.is_empty() {
+            return Ok(());
         }
-        for (key, secret, development) in secrets {
-            if secret.expose() == development {
+        Err(SettingsError::invalid(
+            "server.bind",
+            format!(
+                "{} is not a loopback address, so the development values of {} are refused; set {}",
+                self.server.bind,
+                keys.join(", "),
+                keys.iter()
+                    .map(|key| format!("TESSERA__{}", key.replace('.', "__").to_uppercase()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ))
+    }
+
+    /// Production refuses what is only fit for a laptop, for current and
+    /// retired keys alike.
+    fn validate_production(&self) -> Result<(), SettingsError> {
+        for (key, secret, development) in self.secrets() {
+            if development.is_some_and(|d| secret.expose() == d) {
                 return Err(SettingsError::invalid(
                     key,
                     "the development value is refused in production; set a random secret",
@@ -566,6 +616,35 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// A CORS origin exactly as browsers send it: `scheme://host[:port]`, no
+/// path, no trailing slash, nothing that cannot go in a header.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let refused = |why: &str| {
+        Err(format!(
+            "{origin:?} is not an origin like https://app.example.com ({why})"
+        ))
+    };
+    if origin == "*" {
+        return refused("wildcards are refused: credentials go only to listed origins");
+    }
+    let Ok(uri) = origin.parse::<poem::http::Uri>() else {
+        return refused("not a URL");
+    };
+    let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
+        return refused("scheme and host are required");
+    };
+    if !matches!(scheme, "http" | "https") {
+        return refused("the scheme must be http or https");
+    }
+    if authority.as_str().contains('@') || authority.host().is_empty() {
+        return refused("a host without user information is required");
+    }
+    if origin != format!("{scheme}://{authority}") {
+        return refused("no path, query or trailing slash");
+    }
+    Ok(())
 }
 
 /// `TESSERA_CONFIG_DIR`, or `config/` in the working directory.
@@ -696,6 +775,102 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("trusted_proxies"), "{err}");
+    }
+
+    #[test]
+    fn cors_origins_must_be_scheme_host_and_port() {
+        for origin in [
+            "https://app.example.com\u{7}",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "ftp://app.example.com",
+            "https://user@app.example.com",
+            "app.example.com",
+            "https://",
+        ] {
+            let err = load("development", &[("server.cors_allowed_origins", origin)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`server.cors_allowed_origins`"),
+                "{origin}: {err}"
+            );
+        }
+        let settings = load(
+            "development",
+            &[(
+                "server.cors_allowed_origins",
+                "https://app.example.com,http://localhost:5173",
+            )],
+        )
+        .unwrap();
+        assert_eq!(settings.server.cors_allowed_origins.len(), 2);
+    }
+
+    #[test]
+    fn development_secrets_only_guard_a_loopback_bind() {
+        let strong = "0123456789abcdef0123456789abcdef-strong";
+        for environment in ["development", "test"] {
+            let err = load(environment, &[("server.bind", "0.0.0.0:8080")])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("TESSERA__JWT__SECRET")
+                    && err.contains("TESSERA__SESSION__REFRESH_TOKEN_KEY"),
+                "{err}"
+            );
+            let err = load(
+                environment,
+                &[
+                    ("server.bind", "[::]:8080"),
+                    ("jwt.secret", strong),
+                    ("session.refresh_token_key", strong),
+                    ("jwt.previous_secrets", DEVELOPMENT_JWT_SECRET),
+                ],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains("jwt.previous_secrets"), "{err}");
+            load(
+                environment,
+                &[
+                    ("server.bind", "192.0.2.1:8080"),
+                    ("jwt.secret", strong),
+                    ("session.refresh_token_key", strong),
+                ],
+            )
+            .unwrap();
+            load(environment, &[("server.bind", "[::1]:0")]).unwrap();
+        }
+    }
+
+    #[test]
+    fn production_checks_retired_keys_like_current_ones() {
+        let strong = "0123456789abcdef0123456789abcdef-strong";
+        let current = [
+            ("jwt.secret", strong),
+            ("session.refresh_token_key", strong),
+        ];
+        for (key, value) in [
+            ("jwt.previous_secrets", DEVELOPMENT_JWT_SECRET),
+            ("jwt.previous_secrets", "short-old-secret"),
+            (
+                "session.previous_refresh_token_keys",
+                DEVELOPMENT_REFRESH_KEY,
+            ),
+            ("session.previous_refresh_token_keys", "short-old-key"),
+        ] {
+            let mut overrides = current.to_vec();
+            overrides.push((key, value));
+            let err = load("production", &overrides).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}={value}: {err}");
+        }
+        let mut overrides = current.to_vec();
+        overrides.push((
+            "jwt.previous_secrets",
+            "an-old-but-long-enough-secret-0123456789",
+        ));
+        load("production", &overrides).unwrap();
     }
 
     #[test]

@@ -4,8 +4,8 @@
 
 mod common;
 
-use futures::{StreamExt, stream::FuturesUnordered};
 use common::{Backend, STRONG_PASSWORD, TestApp, TokenPair, unique_username};
+use futures::{StreamExt, stream::FuturesUnordered};
 use reqwest::StatusCode;
 use tessera::{
     clock::Clock,
@@ -75,7 +75,9 @@ async fn a_disable_ends_sessions_whose_sign_in_was_in_flight(backend: Backend) {
     assert!(!pairs.is_empty());
     // Enabled again, the account's old sessions still stay dead: it is the
     // epoch that refuses them, not the account's state.
-    flows::enable_user(&operator, &by_name(&username)).await.unwrap();
+    flows::enable_user(&operator, &by_name(&username))
+        .await
+        .unwrap();
     for pair in &pairs {
         b.assert_refresh_rejected(&pair.refresh_token).await;
         a.assert_refresh_rejected(&pair.refresh_token).await;
@@ -90,7 +92,9 @@ async fn a_delete_ends_sessions_whose_sign_in_was_in_flight(backend: Backend) {
     a.signup(&username, STRONG_PASSWORD).await;
     let operator = a.operator().await;
     let pairs = sign_ins_racing(&a, &b, &username, async || {
-        flows::delete_user(&operator, &by_name(&username)).await.unwrap();
+        flows::delete_user(&operator, &by_name(&username))
+            .await
+            .unwrap();
     })
     .await;
     for pair in &pairs {
@@ -111,8 +115,16 @@ async fn with_redis_down_a_disable_changes_nothing() {
     let mut settings = app.settings.clone();
     settings.redis.url = "redis://127.0.0.1:1".into();
     let unreachable = Stores::connect(&settings, Clock::system()).await.unwrap();
-    assert!(flows::disable_user(&unreachable, Clock::system(), &by_name(&username)).await.is_err());
-    assert!(flows::delete_user(&unreachable, &by_name(&username)).await.is_err());
+    assert!(
+        flows::disable_user(&unreachable, Clock::system(), &by_name(&username))
+            .await
+            .is_err()
+    );
+    assert!(
+        flows::delete_user(&unreachable, &by_name(&username))
+            .await
+            .is_err()
+    );
     // The account and its session are as they were.
     app.refreshed(&tokens.refresh_token).await;
     app.sign_in_ok(&username).await;

@@ -123,7 +123,7 @@ async fn an_unlisted_origin_gets_a_problem_with_the_security_headers() {
         );
         assert_eq!(response.headers()["vary"], "Origin");
         assert!(!allows_cors(&response));
-        common::assert_problem(response, StatusCode::FORBIDDEN, "origin_not_allowed").await;
+        common::assert_problem(response, StatusCode::FORBIDDEN, "cors_refused").await;
     }
 }
 
@@ -133,7 +133,12 @@ async fn with_cors_on_every_response_varies_by_origin() {
         .set("server.cors_allowed_origins", "https://app.example.com")
         .start()
         .await;
-    for path in ["/.well-known/jwks.json", "/openapi.json", "/health/live", "/v1/nope"] {
+    for path in [
+        "/.well-known/jwks.json",
+        "/openapi.json",
+        "/health/live",
+        "/v1/nope",
+    ] {
         for origin in [None, Some("https://app.example.com")] {
             let mut request = app.client.get(app.url(path));
             if let Some(origin) = origin {

@@ -213,6 +213,12 @@ async fn made_up_methods_and_paths_add_no_series() {
         }
     }
     let after = series(&scrape(&app).await);
-    assert_eq!(before, after, "the series changed");
+    let added: Vec<&String> = after
+        .iter()
+        .filter(|s| !before.contains(s))
+        .take(5)
+        .collect();
+    assert!(added.is_empty(), "new series, for example {added:?}");
+    assert_eq!(before.len(), after.len());
     assert_eq!(before.concat().len(), after.concat().len());
 }

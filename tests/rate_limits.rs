@@ -222,7 +222,10 @@ async fn concurrent_wrong_passwords_cannot_outrun_the_limit() {
         .collect();
     let unauthorized = count(&statuses, StatusCode::UNAUTHORIZED);
     let limited = count(&statuses, StatusCode::TOO_MANY_REQUESTS);
-    assert!(unauthorized <= 10, "{unauthorized} wrong passwords were evaluated");
+    assert!(
+        unauthorized <= 10,
+        "{unauthorized} wrong passwords were evaluated"
+    );
     assert_eq!(unauthorized + limited, 50, "{statuses:?}");
     // The right password waits out the window too.
     assert_rate_limited(app.signin(&username, STRONG_PASSWORD).await, 900).await;
@@ -249,13 +252,23 @@ async fn one_client_spraying_many_usernames_runs_out_of_its_failure_budget() {
         .iter()
         .map(reqwest::Response::status)
         .collect();
-    assert_eq!(count(&statuses, StatusCode::UNAUTHORIZED), 5, "{statuses:?}");
+    assert_eq!(
+        count(&statuses, StatusCode::UNAUTHORIZED),
+        5,
+        "{statuses:?}"
+    );
     assert_eq!(count(&statuses, StatusCode::TOO_MANY_REQUESTS), 15);
     // Whatever the username and password: the address has spent its budget.
-    assert_rate_limited(signin_from(&app, "198.51.100.7", &victim, STRONG_PASSWORD).await, 900).await;
+    assert_rate_limited(
+        signin_from(&app, "198.51.100.7", &victim, STRONG_PASSWORD).await,
+        900,
+    )
+    .await;
     // Another client is not affected.
     assert_eq!(
-        signin_from(&app, "198.51.100.8", &victim, STRONG_PASSWORD).await.status(),
+        signin_from(&app, "198.51.100.8", &victim, STRONG_PASSWORD)
+            .await
+            .status(),
         StatusCode::OK
     );
 }
@@ -271,17 +284,28 @@ async fn ipv6_clients_are_limited_by_their_slash_64() {
         .start()
         .await;
     // One host rotating through the addresses of its /64.
-    for host in ["2001:db8:7:8::1", "2001:db8:7:8::2", "2001:db8:7:8:ffff:1:2:3"] {
+    for host in [
+        "2001:db8:7:8::1",
+        "2001:db8:7:8::2",
+        "2001:db8:7:8:ffff:1:2:3",
+    ] {
         assert_eq!(
-            signin_from(&app, host, &unique_username(), WRONG).await.status(),
+            signin_from(&app, host, &unique_username(), WRONG)
+                .await
+                .status(),
             StatusCode::UNAUTHORIZED
         );
     }
-    assert_rate_limited(signin_from(&app, "2001:db8:7:8::4", &unique_username(), WRONG).await, 900)
-        .await;
+    assert_rate_limited(
+        signin_from(&app, "2001:db8:7:8::4", &unique_username(), WRONG).await,
+        900,
+    )
+    .await;
     // The next /64 is another client.
     assert_eq!(
-        signin_from(&app, "2001:db8:7:9::1", &unique_username(), WRONG).await.status(),
+        signin_from(&app, "2001:db8:7:9::1", &unique_username(), WRONG)
+            .await
+            .status(),
         StatusCode::UNAUTHORIZED
     );
     // Sign-ups per IP are bucketed alike.
@@ -292,8 +316,14 @@ async fn ipv6_clients_are_limited_by_their_slash_64() {
             .json(&json!({"username": unique_username(), "password": STRONG_PASSWORD}))
             .send()
     };
-    assert_eq!(signup_from("2001:db8:5:6::1").await.unwrap().status(), StatusCode::CREATED);
-    assert_eq!(signup_from("2001:db8:5:6::2").await.unwrap().status(), StatusCode::CREATED);
+    assert_eq!(
+        signup_from("2001:db8:5:6::1").await.unwrap().status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        signup_from("2001:db8:5:6::2").await.unwrap().status(),
+        StatusCode::CREATED
+    );
     assert_rate_limited(signup_from("2001:db8:5:6::3").await.unwrap(), 600).await;
 }
 
@@ -308,7 +338,10 @@ async fn rate_limit_keys_name_no_username_or_address() {
     let keys = common::redis_keys(&app.key_prefix).await;
     assert!(!keys.is_empty());
     for key in keys {
-        assert!(!key.contains(&username) && !key.contains("198.51.100.9"), "{key}");
+        assert!(
+            !key.contains(&username) && !key.contains("198.51.100.9"),
+            "{key}"
+        );
         // A bare hash of the subject could be tried against guessed names.
         let bare = common::sha256_hex(format!("{username}\u{0}198.51.100.9").as_bytes());
         assert!(!key.contains(&bare[..32]), "{key}");

@@ -246,9 +246,9 @@ pub fn hashing(threads: usize, warmup: Duration, duration: Duration) -> Measurem
 }
 
 /// The scripts a refresh runs, from the server's own source: the rate-limit
-/// hit on the session's refresh counter, then the rotation. `create` seeds
-/// each task's session as a sign-in does.
-const HIT_SCRIPT: &str = include_str!("../../src/rate_limit/hit.lua");
+/// take from the session's refresh counter, then the rotation. `create`
+/// seeds each task's session as a sign-in does.
+const TAKE_SCRIPT: &str = include_str!("../../src/rate_limit/take.lua");
 const CREATE_SCRIPT: &str = include_str!("../../src/sessions/scripts/create.lua");
 const ROTATE_SCRIPT: &str = include_str!("../../src/sessions/scripts/rotate.lua");
 
@@ -258,9 +258,12 @@ const IDLE_TIMEOUT_MS: u64 = 3_600 * 1000;
 const ABSOLUTE_LIFETIME_MS: u64 = 2_592_000 * 1000;
 const REUSE_GRACE_MS: u64 = 10 * 1000;
 const REFRESH_WINDOW_MS: u64 = 60 * 1000;
+/// The bench server's refresh limit (out of reach, as there).
+const REFRESHES_PER_WINDOW: u64 = crate::server::UNREACHABLE_LIMIT;
+const MAX_SESSIONS_PER_USER: u64 = 50;
 
 pub struct StorageScripts {
-    hit: redis::Script,
+    take: redis::Script,
     create: redis::Script,
     rotate: redis::Script,
 }
@@ -268,7 +271,7 @@ pub struct StorageScripts {
 impl StorageScripts {
     fn new() -> Self {
         StorageScripts {
-            hit: redis::Script::new(HIT_SCRIPT),
+            take: redis::Script::new(TAKE_SCRIPT),
             create: redis::Script::new(CREATE_SCRIPT),
             rotate: redis::Script::new(ROTATE_SCRIPT),
         }
@@ -276,24 +279,29 @@ impl StorageScripts {
 }
 
 /// A session's keys as the server lays them out under its prefix `P`: the
-/// refresh counter `P` `rl:refresh:` and the hex of the first 16 bytes of the
-/// SHA-256 of the session id, the session hash `P{user}:session:{session}`
-/// and the user's index `P{user}:sessions` (the braces are a Redis Cluster
-/// hash tag).
+/// refresh counter `P` `rl:{…}:refresh` (named by 16 bytes of a keyed hash
+/// of the session id; here a plain hash of the same length), the session
+/// hash `P{user}:session:{session}`, the user's index `P{user}:sessions` and
+/// session epoch `P{user}:epoch` (the braces are Redis Cluster hash tags).
 struct SessionKeys {
     counter: String,
+    session_prefix: String,
     session: String,
     index: String,
+    epoch: String,
 }
 
 impl SessionKeys {
     fn new(prefix: &str, user_id: &str, session_id: &str) -> Self {
         let digest = Sha256::digest(session_id.as_bytes());
         let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let session_prefix = format!("{prefix}{{{user_id}}}:session:");
         SessionKeys {
-            counter: format!("{prefix}rl:refresh:{hex}"),
-            session: format!("{prefix}{{{user_id}}}:session:{session_id}"),
+            counter: format!("{prefix}rl:{{{hex}}}:refresh"),
+            session: format!("{session_prefix}{session_id}"),
+            session_prefix,
             index: format!("{prefix}{{{user_id}}}:sessions"),
+            epoch: format!("{prefix}{{{user_id}}}:epoch"),
         }
     }
 }
@@ -340,34 +348,40 @@ impl StorageConnection {
             .create
             .key(&self.keys.session)
             .key(&self.keys.index)
+            .key(&self.keys.epoch)
             .arg(&self.session_id)
             .arg(&self.user_id)
             .arg(IDLE_TIMEOUT_MS)
             .arg(ABSOLUTE_LIFETIME_MS)
             .arg("")
             .arg("127.0.0.1")
-            .invoke_async::<u64>(&mut self.redis)
+            .arg(0)
+            .arg(MAX_SESSIONS_PER_USER)
+            .arg(&self.keys.session_prefix)
+            .invoke_async::<i64>(&mut self.redis)
             .await
             .map_err(|err| format!("storage: create: {err}"))?;
         self.generation = 0;
         Ok(())
     }
 
-    /// One refresh's Redis calls: the rate-limit hit, then the rotation.
+    /// One refresh's Redis calls: the rate-limit take, then the rotation.
     async fn refresh(&mut self) -> Result<(), String> {
-        let (_count, _left_ms): (u64, i64) = self
+        let (_full, _left_ms): (u64, i64) = self
             .scripts
-            .hit
+            .take
             .key(&self.keys.counter)
             .arg(REFRESH_WINDOW_MS)
+            .arg(REFRESHES_PER_WINDOW)
             .invoke_async(&mut self.redis)
             .await
-            .map_err(|err| format!("storage: hit: {err}"))?;
+            .map_err(|err| format!("storage: take: {err}"))?;
         let reply: Vec<redis::Value> = self
             .scripts
             .rotate
             .key(&self.keys.session)
             .key(&self.keys.index)
+            .key(&self.keys.epoch)
             .arg(&self.session_id)
             .arg(self.generation)
             .arg(IDLE_TIMEOUT_MS)
@@ -446,10 +460,11 @@ mod tests {
         // `printf %s SESSION | sha256sum`, first 32 hex digits.
         assert_eq!(
             keys.counter,
-            "P:rl:refresh:101e6a2ec1c8ccc2d56b5b4ba0546ee4"
+            "P:rl:{101e6a2ec1c8ccc2d56b5b4ba0546ee4}:refresh"
         );
         assert_eq!(keys.session, format!("P:{{{user}}}:session:{session}"));
         assert_eq!(keys.index, format!("P:{{{user}}}:sessions"));
+        assert_eq!(keys.epoch, format!("P:{{{user}}}:epoch"));
     }
 
     fn reply(status: &str, user: &str, generation: i64) -> Vec<Value> {

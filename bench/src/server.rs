@@ -25,7 +25,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Output lines kept to explain a failed start.
 const LOG_TAIL: usize = 40;
 /// A rate limit no run comes near.
-const UNREACHABLE_LIMIT: &str = "1000000000000";
+pub const UNREACHABLE_LIMIT: u64 = 1_000_000_000_000;
 
 pub struct ServerOptions {
     pub binary: PathBuf,
@@ -79,6 +79,7 @@ impl Server {
             .map_err(|err| format!("creating a temp dir: {err}"))?;
         let database_url = format!("sqlite://{}/bench.db?mode=rwc", data_dir.path().display());
 
+        let unreachable = UNREACHABLE_LIMIT.to_string();
         let started = Instant::now();
         let mut child = Command::new(&binary)
             .current_dir(data_dir.path())
@@ -94,12 +95,10 @@ impl Server {
             // but far out of reach: every request comes from one IP and
             // each refresh chain rotates thousands of times a minute.
             .env("TESSERA__RATE_LIMIT__ENABLED", "true")
-            .env("TESSERA__RATE_LIMIT__SIGNIN_FAILURES", UNREACHABLE_LIMIT)
-            .env("TESSERA__RATE_LIMIT__SIGNUPS_PER_IP", UNREACHABLE_LIMIT)
-            .env(
-                "TESSERA__RATE_LIMIT__REFRESHES_PER_SESSION",
-                UNREACHABLE_LIMIT,
-            )
+            .env("TESSERA__RATE_LIMIT__SIGNIN_FAILURES", &unreachable)
+            .env("TESSERA__RATE_LIMIT__SIGNIN_FAILURES_PER_IP", &unreachable)
+            .env("TESSERA__RATE_LIMIT__SIGNUPS_PER_IP", &unreachable)
+            .env("TESSERA__RATE_LIMIT__REFRESHES_PER_SESSION", &unreachable)
             // Quiet: a log line per request would cost the server CPU in the
             // measurement. The `listening on` line comes whatever the filter.
             .env("RUST_LOG", "warn")

@@ -126,6 +126,7 @@ impl AccessTokens {
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = settings.leeway_secs;
+        validation.validate_nbf = true;
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
@@ -176,7 +177,12 @@ impl AccessTokens {
 
     pub fn verify(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| InvalidToken)?;
-        if header.alg != self.algorithm || header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE) {
+        // RFC 7515 §4.1.11: `crit` names extensions the verifier must
+        // understand, and we understand none.
+        if header.alg != self.algorithm
+            || header.typ.as_deref() != Some(ACCESS_TOKEN_TYPE)
+            || header.crit.is_some()
+        {
             return Err(InvalidToken);
         }
         let kid = header.kid.ok_or(InvalidToken)?;

@@ -8,6 +8,7 @@ use super::Stores;
 use crate::{
     auth::hashing::{HashingError, HashingPool, Verification},
     domain::{NewPassword, PasswordAttempt, Username},
+    error::Causes,
     metrics::{RefreshOutcome, SigninOutcome},
     rate_limit::RateLimitError,
     sessions::{ClientInfo, NewSession, RefreshToken, Rotation, SessionError},
@@ -59,8 +60,13 @@ pub struct SigninRequest {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SigninError {
+    /// Unknown user, wrong password or disabled account.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// The right password, but the account changed (disabled, deleted)
+    /// while it was being checked: answered as invalid credentials.
+    #[error("the account changed during sign-in")]
+    Superseded,
     #[error("password hashing")]
     Hashing(#[from] HashingError),
     #[error("sign-in limit")]
@@ -77,17 +83,34 @@ pub async fn sign_in(
     hashing: &HashingPool,
     request: SigninRequest,
 ) -> Result<NewSession, SigninError> {
+    // Counted as a failure before any password is hashed, so concurrent
+    // guesses cannot all slip under the limit, and before a hashing slot
+    // is taken, so one client cannot hold them all.
+    let attempt = stores
+        .rate_limits
+        .reserve_signin(&request.username, request.client.ip)
+        .await?;
+    let result = check_password_and_open(stores, hashing, request).await;
+    if !matches!(result, Err(SigninError::InvalidCredentials)) {
+        // The password was right, or never checked: no failure to count.
+        if let Err(err) = stores.rate_limits.refund(attempt).await {
+            tracing::warn!(error = %Causes(&err), "could not refund a sign-in attempt");
+        }
+    }
+    result
+}
+
+async fn check_password_and_open(
+    stores: &Stores,
+    hashing: &HashingPool,
+    request: SigninRequest,
+) -> Result<NewSession, SigninError> {
     let SigninRequest {
         username,
         password,
         client,
     } = request;
-    // Reserved before any I/O: under overload the refusal is cheap.
     let slot = hashing.reserve()?;
-    stores
-        .rate_limits
-        .check_signin(&username, client.ip)
-        .await?;
     // An unparseable name cannot exist, but it still costs one hash.
     let credentials = match Username::parse(&username) {
         Ok(username) => stores.users.find_credentials(&username).await?,
@@ -97,21 +120,32 @@ pub async fn sign_in(
         Some(found) => (Some(found.user), Some(found.password_hash)),
         None => (None, None),
     };
+    // Read before the password check: a session is opened only if nothing
+    // moved it meanwhile. Unknown users read one too, to cost the same.
+    let epoch = stores
+        .sessions
+        .epoch(user.as_ref().map_or(Uuid::nil(), |user| user.id))
+        .await?;
     let verification = slot.verify(password, stored_hash).await?;
     let (Some(user), Verification::Match { upgraded_hash }) = (user, verification) else {
-        stores
-            .rate_limits
-            .record_signin_failure(&username, client.ip)
-            .await?;
         return Err(SigninError::InvalidCredentials);
     };
+    // Read again after the epoch: an account disabled or deleted between the
+    // first read and the epoch read would otherwise pass with the new epoch.
+    if stores.users.find_active(user.id).await?.is_none() {
+        return Err(SigninError::Superseded);
+    }
     if let Some(hash) = upgraded_hash {
         // The old hash still verifies; failing to upgrade it is not the caller's problem.
         if let Err(err) = stores.users.update_password_hash(user.id, hash).await {
             tracing::warn!(error = %err, "could not store an upgraded password hash");
         }
     }
-    Ok(stores.sessions.create(user.id, client).await?)
+    stores
+        .sessions
+        .create(user.id, epoch, client)
+        .await?
+        .ok_or(SigninError::Superseded)
 }
 
 impl SigninOutcome {
@@ -119,7 +153,9 @@ impl SigninOutcome {
     pub fn of<T>(result: &Result<T, SigninError>) -> Self {
         match result {
             Ok(_) => SigninOutcome::Success,
-            Err(SigninError::InvalidCredentials) => SigninOutcome::Invalid,
+            Err(SigninError::InvalidCredentials | SigninError::Superseded) => {
+                SigninOutcome::Invalid
+            }
             Err(SigninError::RateLimit(RateLimitError::Limited { .. })) => SigninOutcome::Limited,
             Err(SigninError::Hashing(HashingError::Overloaded)) => SigninOutcome::Unavailable,
             Err(SigninError::RateLimit(RateLimitError::Redis(err)))

@@ -48,7 +48,11 @@ impl Stores {
         Ok(Stores {
             users: UserStore::new(db, clock),
             sessions: SessionStore::new(keyspace.clone(), &settings.session),
-            rate_limits: RateLimiter::new(keyspace, &settings.rate_limit),
+            rate_limits: RateLimiter::new(
+                keyspace,
+                &settings.rate_limit,
+                &settings.session.refresh_token_key,
+            ),
         })
     }
 }

@@ -17,13 +17,6 @@ pub enum UserOpError {
     Users(#[from] UserStoreError),
     #[error("the session store")]
     Sessions(#[from] SessionError),
-    /// The database change is made; the sessions are still live.
-    #[error("revoking the user's sessions")]
-    SessionsNotRevoked {
-        user: Box<User>,
-        #[source]
-        cause: SessionError,
-    },
 }
 
 /// Any user, disabled or not.
@@ -39,21 +32,24 @@ pub async fn list_users(stores: &Stores) -> Result<Vec<User>, UserOpError> {
     Ok(stores.users.list().await?)
 }
 
-/// Disables a user (idempotent) and revokes every session; how many were live.
+/// Disables a user (idempotent) and ends every session; how many were live.
 pub async fn disable_user(
     stores: &Stores,
     clock: Clock,
     reference: &UserRef,
 ) -> Result<(User, u64), UserOpError> {
     let user = find_user(stores, reference).await?;
-    if user.disabled_at.is_none() {
-        stores
-            .users
-            .set_disabled(user.id, Some(clock.now()))
-            .await
-            .map_err(vanished_is_gone)?;
-    }
-    revoke_after(stores, user).await
+    changing_the_account(stores, user, async |user| {
+        if user.disabled_at.is_none() {
+            stores
+                .users
+                .set_disabled(user.id, Some(clock.now()))
+                .await
+                .map_err(vanished_is_gone)?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 pub async fn enable_user(stores: &Stores, reference: &UserRef) -> Result<User, UserOpError> {
@@ -66,13 +62,34 @@ pub async fn enable_user(stores: &Stores, reference: &UserRef) -> Result<User, U
     Ok(user)
 }
 
-/// Deletes a user and revokes every session; how many were live.
+/// Deletes a user and ends every session; how many were live.
 pub async fn delete_user(stores: &Stores, reference: &UserRef) -> Result<(User, u64), UserOpError> {
     let user = find_user(stores, reference).await?;
-    if !stores.users.delete(user.id).await? {
-        return Err(UserOpError::NoSuchUser);
-    }
-    revoke_after(stores, user).await
+    changing_the_account(stores, user, async |user| {
+        if stores.users.delete(user.id).await? {
+            Ok(())
+        } else {
+            Err(UserOpError::NoSuchUser)
+        }
+    })
+    .await
+}
+
+/// A change after which none of the user's sessions may live ("Sessions
+/// never outlive the account's state"): the session epoch moves first, so
+/// with Redis down nothing changes; then the database; then the epoch moves
+/// again, for sign-ins that read the epoch after the first move but the
+/// account before the change. If the database fails, the sessions stay
+/// ended and the operation can be retried. Returns how many were live.
+async fn changing_the_account(
+    stores: &Stores,
+    user: User,
+    change: impl AsyncFnOnce(&User) -> Result<(), UserOpError>,
+) -> Result<(User, u64), UserOpError> {
+    let ended = stores.sessions.supersede(user.id).await?;
+    change(&user).await?;
+    stores.sessions.supersede(user.id).await?;
+    Ok((user, ended))
 }
 
 pub async fn list_sessions(
@@ -82,17 +99,6 @@ pub async fn list_sessions(
     let user = find_user(stores, reference).await?;
     let sessions = stores.sessions.list(user.id).await?;
     Ok((user, sessions))
-}
-
-/// After a change that must end the user's sessions.
-async fn revoke_after(stores: &Stores, user: User) -> Result<(User, u64), UserOpError> {
-    match stores.sessions.revoke_all(user.id).await {
-        Ok(revoked) => Ok((user, revoked)),
-        Err(cause) => Err(UserOpError::SessionsNotRevoked {
-            user: Box::new(user),
-            cause,
-        }),
-    }
 }
 
 /// A user deleted between the lookup and the change is simply not there.

@@ -1,19 +1,27 @@
-//! Rate limits in Redis, so they hold across instances: fixed windows
-//! counted by one script per call.
+//! Rate limits in Redis, so they hold across instances: fixed windows, each
+//! attempt taken from its budgets by one script before the work it limits,
+//! so concurrent attempts cannot all slip under the limit.
 //!
-//! Counter keys carry a hash of their subject (username, IP, session), never
-//! the subject itself, and are bounded in length whatever the input.
+//! Counter keys carry an HMAC of their subject (username, client address,
+//! session) under a server key, never the subject or a bare hash of it: a
+//! Redis dump does not tell which names failed from which address, and keys
+//! stay short whatever the input. Per-IP subjects are the client's network
+//! bucket: an IPv4 address, or an IPv6 prefix (one host holds a whole /64).
 
-use std::{net::IpAddr, time::Duration};
+use std::{
+    net::{IpAddr, Ipv6Addr},
+    time::Duration,
+};
 
+use hmac::{Hmac, Mac};
 use redis::Script;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::{
     domain::Username,
     keyspace::{Keyspace, RedisError},
-    settings::RateLimitSettings,
+    settings::{RateLimitSettings, Secret},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +32,7 @@ pub enum RateLimitError {
     Redis(#[from] RedisError),
 }
 
-/// So many events per window, per subject.
+/// So many attempts per window, per subject.
 #[derive(Debug, Clone, Copy)]
 struct Limit {
     name: &'static str,
@@ -32,24 +40,41 @@ struct Limit {
     window: Duration,
 }
 
+/// A sign-in attempt counted as a failure before its password is checked:
+/// kept when the password was wrong, refunded otherwise.
+#[must_use = "a reserved attempt is kept as a failure unless refunded"]
+pub struct SigninAttempt {
+    /// The counters it was taken from; none while limits are off.
+    counters: Vec<String>,
+}
+
 pub struct RateLimiter {
     keyspace: Keyspace,
     enabled: bool,
+    subjects: Subjects,
     signin_failures: Limit,
+    signin_failures_per_ip: Limit,
     signups: Limit,
     refreshes: Limit,
-    hit: Script,
-    peek: Script,
+    take: Script,
+    refund: Script,
 }
 
 impl RateLimiter {
-    pub fn new(keyspace: Keyspace, settings: &RateLimitSettings) -> Self {
+    /// `key` is the server secret the counter names are derived from.
+    pub fn new(keyspace: Keyspace, settings: &RateLimitSettings, key: &Secret) -> Self {
         RateLimiter {
             keyspace,
             enabled: settings.enabled,
+            subjects: Subjects::new(key, settings.ipv6_prefix),
             signin_failures: Limit {
                 name: "signin",
                 limit: settings.signin_failures.get(),
+                window: settings.signin_window,
+            },
+            signin_failures_per_ip: Limit {
+                name: "signin-ip",
+                limit: settings.signin_failures_per_ip.get(),
                 window: settings.signin_window,
             },
             signups: Limit {
@@ -62,122 +87,219 @@ impl RateLimiter {
                 limit: settings.refreshes_per_session.get(),
                 window: settings.refresh_window,
             },
-            hit: Script::new(include_str!("hit.lua")),
-            peek: Script::new(include_str!("peek.lua")),
+            take: Script::new(include_str!("take.lua")),
+            refund: Script::new(include_str!("refund.lua")),
         }
     }
 
-    /// Refuses a sign-in once this username has failed too often from this IP.
-    /// Other usernames from the same IP are not affected.
-    pub async fn check_signin(&self, username: &str, ip: IpAddr) -> Result<(), RateLimitError> {
-        self.peek(self.signin_failures, &signin_subject(username, ip))
-            .await
-    }
-
-    /// Counts a failed sign-in; successful ones never count.
-    pub async fn record_signin_failure(
+    /// Counts a sign-in as failed, against this username from this client
+    /// and against the client across all usernames, before the password is
+    /// checked; refused once either budget is spent. Other usernames from the
+    /// same client are not affected by the first.
+    pub async fn reserve_signin(
         &self,
         username: &str,
         ip: IpAddr,
-    ) -> Result<(), RateLimitError> {
-        // The failure is already answered with 401; being over the limit
-        // only matters for the next attempt.
-        match self
-            .hit(self.signin_failures, &signin_subject(username, ip))
-            .await
-        {
-            Err(RateLimitError::Limited { .. }) | Ok(()) => Ok(()),
-            Err(err) => Err(err),
+    ) -> Result<SigninAttempt, RateLimitError> {
+        if !self.enabled {
+            return Ok(SigninAttempt {
+                counters: Vec::new(),
+            });
         }
+        let client = self.subjects.client(ip);
+        // Both counters carry the client's tag, so one script can take from
+        // both in one Redis Cluster slot.
+        let counters = vec![
+            self.counter(self.signin_failures_per_ip, &client, None),
+            self.counter(
+                self.signin_failures,
+                &client,
+                Some(&self.subjects.username(username, &client)),
+            ),
+        ];
+        self.take(
+            &[self.signin_failures_per_ip, self.signin_failures],
+            &counters,
+        )
+        .await?;
+        Ok(SigninAttempt { counters })
+    }
+
+    /// Gives a reserved attempt back: the password was right, or never checked.
+    pub async fn refund(&self, attempt: SigninAttempt) -> Result<(), RateLimitError> {
+        if attempt.counters.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.refund.prepare_invoke();
+        for counter in attempt.counters {
+            invocation.key(counter);
+        }
+        self.keyspace
+            .run(|mut conn| async move { invocation.invoke_async::<()>(&mut conn).await })
+            .await?;
+        Ok(())
     }
 
     pub async fn hit_signup(&self, ip: IpAddr) -> Result<(), RateLimitError> {
-        self.hit(self.signups, &ip.to_string()).await
+        let client = self.subjects.client(ip);
+        let counter = self.counter(self.signups, &client, None);
+        self.take(&[self.signups], &[counter]).await
     }
 
     pub async fn hit_refresh(&self, session_id: Uuid) -> Result<(), RateLimitError> {
-        self.hit(self.refreshes, &session_id.to_string()).await
+        let session = self.subjects.mac("session", session_id.as_bytes());
+        let counter = self.counter(self.refreshes, &session, None);
+        self.take(&[self.refreshes], &[counter]).await
     }
 
-    async fn hit(&self, rule: Limit, subject: &str) -> Result<(), RateLimitError> {
+    /// `rl:{tag}:name` or `rl:{tag}:name:sub`; the braces are a Redis
+    /// Cluster hash tag.
+    fn counter(&self, rule: Limit, tag: &str, sub: Option<&str>) -> String {
+        match sub {
+            Some(sub) => self
+                .keyspace
+                .key(format_args!("rl:{{{tag}}}:{}:{sub}", rule.name)),
+            None => self
+                .keyspace
+                .key(format_args!("rl:{{{tag}}}:{}", rule.name)),
+        }
+    }
+
+    /// Takes one attempt from each counter (all share `rules[0]`'s window).
+    async fn take(&self, rules: &[Limit], counters: &[String]) -> Result<(), RateLimitError> {
         if !self.enabled {
             return Ok(());
         }
-        let (count, left_ms) = self.call(&self.hit, rule, subject).await?;
-        over_limit(rule, count, left_ms, count > rule.limit)
-    }
-
-    async fn peek(&self, rule: Limit, subject: &str) -> Result<(), RateLimitError> {
-        if !self.enabled {
-            return Ok(());
+        let mut invocation = self.take.prepare_invoke();
+        invocation.arg(rules[0].window.as_millis() as u64);
+        for (rule, counter) in rules.iter().zip(counters) {
+            invocation.key(counter).arg(rule.limit);
         }
-        let (count, left_ms) = self.call(&self.peek, rule, subject).await?;
-        over_limit(rule, count, left_ms, count >= rule.limit)
-    }
-
-    async fn call(
-        &self,
-        script: &Script,
-        rule: Limit,
-        subject: &str,
-    ) -> Result<(u64, i64), RateLimitError> {
-        let digest = Sha256::digest(subject.as_bytes());
-        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-        let key = self.keyspace.key(format_args!("rl:{}:{hex}", rule.name));
-        let mut invocation = script.prepare_invoke();
-        invocation.key(key).arg(rule.window.as_millis() as u64);
-        Ok(self
+        let (full, left_ms): (usize, i64) = self
             .keyspace
             .run(|mut conn| async move { invocation.invoke_async(&mut conn).await })
-            .await?)
+            .await?;
+        match full.checked_sub(1).and_then(|i| rules.get(i)) {
+            None => Ok(()),
+            Some(rule) => {
+                tracing::info!(rule = rule.name, "rate limited");
+                Err(RateLimitError::Limited {
+                    retry_after: Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)),
+                })
+            }
+        }
     }
 }
 
-fn over_limit(rule: Limit, count: u64, left_ms: i64, over: bool) -> Result<(), RateLimitError> {
-    if !over {
-        return Ok(());
-    }
-    tracing::info!(rule = rule.name, count, "rate limited");
-    let left = u64::try_from(left_ms).unwrap_or(0);
-    Err(RateLimitError::Limited {
-        retry_after: Duration::from_millis(left),
-    })
+/// Names counter subjects without revealing them.
+struct Subjects {
+    key: Hmac<Sha256>,
+    ipv6_prefix: u8,
 }
 
-/// Sign-in failures count per username (case-insensitive) and client IP.
-fn signin_subject(username: &str, ip: IpAddr) -> String {
-    let username = Username::parse(username)
-        .map(|name| name.as_str().to_owned())
-        .unwrap_or_else(|_| username.to_lowercase());
-    format!("{username}\u{0}{ip}")
+impl Subjects {
+    fn new(secret: &Secret, ipv6_prefix: u8) -> Self {
+        // Derived, so the counters' key is not the refresh-token key itself.
+        let mut derive = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
+            .expect("HMAC takes keys of any length");
+        derive.update(b"tessera rate-limit counter names v1");
+        let key = Hmac::<Sha256>::new_from_slice(&derive.finalize().into_bytes())
+            .expect("HMAC takes keys of any length");
+        Subjects { key, ipv6_prefix }
+    }
+
+    /// 128 bits of HMAC in hex: short, fixed-length, unguessable.
+    fn mac(&self, kind: &str, subject: &[u8]) -> String {
+        let mut mac = self.key.clone();
+        mac.update(kind.as_bytes());
+        mac.update(&[0]);
+        mac.update(subject);
+        mac.finalize().into_bytes()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// The client's network bucket.
+    fn client(&self, ip: IpAddr) -> String {
+        self.mac("client", network_bucket(ip, self.ipv6_prefix).as_bytes())
+    }
+
+    /// A username (case-insensitive) as tried from one client.
+    fn username(&self, username: &str, client: &str) -> String {
+        let username = Username::parse(username)
+            .map(|name| name.as_str().to_owned())
+            .unwrap_or_else(|_| username.to_lowercase());
+        self.mac("username", format!("{client}\u{0}{username}").as_bytes())
+    }
+}
+
+/// An IPv4 address as itself (IPv4-mapped IPv6 included), an IPv6 address
+/// as its prefix of `ipv6_prefix` bits.
+fn network_bucket(ip: IpAddr, ipv6_prefix: u8) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let bits = u32::from(ipv6_prefix.min(128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                let network = Ipv6Addr::from(u128::from(v6) & mask);
+                format!("{network}/{bits}")
+            }
+        },
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn signin_subjects_ignore_case_and_separate_ips() {
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let other: IpAddr = "192.0.2.2".parse().unwrap();
-        assert_eq!(signin_subject("Alice", ip), signin_subject("alice", ip));
-        assert_ne!(signin_subject("alice", ip), signin_subject("alice", other));
-        assert_ne!(signin_subject("alice", ip), signin_subject("bob", ip));
+    fn subjects(secret: &str) -> Subjects {
+        Subjects::new(&secret.parse().unwrap(), 64)
     }
 
     #[test]
-    fn retry_after_comes_from_the_window_left() {
-        let rule = Limit {
-            name: "t",
-            limit: 1,
-            window: Duration::from_secs(60),
-        };
-        assert!(over_limit(rule, 1, 1000, false).is_ok());
-        match over_limit(rule, 2, 1500, true) {
-            Err(RateLimitError::Limited { retry_after }) => {
-                assert_eq!(retry_after, Duration::from_millis(1500))
-            }
-            other => panic!("{other:?}"),
-        }
+    fn usernames_ignore_case_and_clients_are_apart() {
+        let subjects = subjects("k");
+        let client = subjects.client("192.0.2.1".parse().unwrap());
+        let other = subjects.client("192.0.2.2".parse().unwrap());
+        assert_eq!(
+            subjects.username("Alice", &client),
+            subjects.username("alice", &client)
+        );
+        assert_ne!(
+            subjects.username("alice", &client),
+            subjects.username("alice", &other)
+        );
+        assert_ne!(
+            subjects.username("alice", &client),
+            subjects.username("bob", &client)
+        );
+        // Even an unparseable name is a short, fixed-length subject.
+        assert_eq!(subjects.username(&"x".repeat(10_000), &client).len(), 32);
+    }
+
+    #[test]
+    fn counter_names_depend_on_the_server_key() {
+        let ip = "192.0.2.1".parse().unwrap();
+        assert_ne!(subjects("one").client(ip), subjects("two").client(ip));
+        assert_eq!(subjects("one").client(ip), subjects("one").client(ip));
+    }
+
+    #[test]
+    fn ipv6_clients_are_bucketed_by_prefix() {
+        let bucket = |ip: &str, prefix| network_bucket(ip.parse().unwrap(), prefix);
+        assert_eq!(bucket("2001:db8:1:2:aaaa::1", 64), "2001:db8:1:2::/64");
+        assert_eq!(
+            bucket("2001:db8:1:2:aaaa::1", 64),
+            bucket("2001:db8:1:2:ffff:ffff:ffff:ffff", 64)
+        );
+        assert_ne!(bucket("2001:db8:1:2::1", 64), bucket("2001:db8:1:3::1", 64));
+        assert_eq!(bucket("2001:db8:1:2::1", 48), "2001:db8:1::/48");
+        assert_eq!(bucket("2001:db8::1", 128), "2001:db8::1/128");
+        assert_eq!(bucket("2001:db8::1", 0), "::/0");
+        assert_eq!(bucket("192.0.2.1", 64), "192.0.2.1");
+        assert_eq!(bucket("::ffff:192.0.2.1", 64), "192.0.2.1");
     }
 }

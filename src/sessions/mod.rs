@@ -8,7 +8,15 @@
 //!   the idle timeout, reset on each refresh and never past the absolute
 //!   lifetime;
 //! - `{user id}:sessions`: a sorted set of the user's session ids scored by
-//!   idle expiry, so listing and sign-out-all never see expired sessions.
+//!   idle expiry, so listing and sign-out-all never see expired sessions;
+//!   never more than `session.max_per_user` (a sign-in beyond it ends the
+//!   least recently used session);
+//! - `{user id}:epoch`: the user's session epoch, a counter (absent: 0)
+//!   that disabling or deleting the account moves. Each session hash records
+//!   the epoch it was created in (`ep`); creation, rotation and the liveness
+//!   check compare it with the current one in the same script, so a session
+//!   of an older epoch, or a sign-in that read the epoch before the account
+//!   changed, never comes (back) to life.
 //!
 //! Every change is one Lua script, so concurrent refreshes cannot interleave,
 //! and every script reads the time from Redis (`TIME`), so instances whose
@@ -32,6 +40,10 @@ use crate::{
 /// The session store's one failure: Redis could not answer, or answered
 /// with something no script of ours writes.
 pub type SessionError = RedisError;
+
+/// A user's session epoch, as a sign-in reads it before checking the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epoch(u64);
 
 /// A new session's first token generation and how long it lives if left idle.
 #[derive(Debug, Clone, Copy)]
@@ -77,6 +89,7 @@ pub struct ClientInfo {
 struct Scripts {
     create: Script,
     rotate: Script,
+    live: Script,
     revoke: Script,
     revoke_all: Script,
     list: Script,
@@ -87,6 +100,7 @@ pub struct SessionStore {
     idle: Duration,
     absolute: Duration,
     grace: Duration,
+    max_per_user: u32,
     scripts: Scripts,
 }
 
@@ -97,9 +111,11 @@ impl SessionStore {
             idle: session.idle_timeout,
             absolute: session.absolute_lifetime,
             grace: session.reuse_grace,
+            max_per_user: session.max_per_user.get(),
             scripts: Scripts {
                 create: Script::new(include_str!("scripts/create.lua")),
                 rotate: Script::new(include_str!("scripts/rotate.lua")),
+                live: Script::new(include_str!("scripts/live.lua")),
                 revoke: Script::new(include_str!("scripts/revoke.lua")),
                 revoke_all: Script::new(include_str!("scripts/revoke_all.lua")),
                 list: Script::new(include_str!("scripts/list.lua")),
@@ -107,31 +123,51 @@ impl SessionStore {
         }
     }
 
+    /// The user's current session epoch.
+    pub async fn epoch(&self, user_id: Uuid) -> Result<Epoch, SessionError> {
+        let key = self.epoch_key(user_id);
+        let epoch: Option<u64> = self
+            .keyspace
+            .run(|mut conn| async move { redis::cmd("GET").arg(key).query_async(&mut conn).await })
+            .await?;
+        Ok(Epoch(epoch.unwrap_or(0)))
+    }
+
+    /// Opens a session if the user's epoch is still `epoch`; `None` when the
+    /// account changed since it was read.
     pub async fn create(
         &self,
         user_id: Uuid,
+        epoch: Epoch,
         client: ClientInfo,
-    ) -> Result<NewSession, SessionError> {
+    ) -> Result<Option<NewSession>, SessionError> {
         let session_id = Uuid::now_v7();
         let mut invocation = self.scripts.create.prepare_invoke();
         invocation
             .key(self.session_key(user_id, session_id))
             .key(self.user_index_key(user_id))
+            .key(self.epoch_key(user_id))
             .arg(session_id.to_string())
             .arg(user_id.to_string())
             .arg(millis(self.idle))
             .arg(millis(self.absolute))
             .arg(client.user_agent.unwrap_or_default())
-            .arg(client.ip.to_string());
-        let idle_ms: u64 = self.invoke(invocation).await?;
-        Ok(NewSession {
+            .arg(client.ip.to_string())
+            .arg(epoch.0)
+            .arg(self.max_per_user)
+            .arg(self.session_key_prefix(user_id));
+        let idle_ms: i64 = self.invoke(invocation).await?;
+        let Ok(idle_ms) = u64::try_from(idle_ms) else {
+            return Ok(None);
+        };
+        Ok(Some(NewSession {
             token: RefreshToken {
                 user_id,
                 session_id,
                 generation: 0,
             },
             idle_expires_in: Duration::from_millis(idle_ms),
-        })
+        }))
     }
 
     pub async fn rotate(&self, presented: RefreshToken) -> Result<Rotation, SessionError> {
@@ -139,6 +175,7 @@ impl SessionStore {
         invocation
             .key(self.session_key(presented.user_id, presented.session_id))
             .key(self.user_index_key(presented.user_id))
+            .key(self.epoch_key(presented.user_id))
             .arg(presented.session_id.to_string())
             .arg(presented.generation)
             .arg(millis(self.idle))
@@ -181,11 +218,26 @@ impl SessionStore {
         Ok(revoked == 1)
     }
 
+    /// Revokes every session of a user (signing out everywhere); how many were live.
     pub async fn revoke_all(&self, user_id: Uuid) -> Result<u64, SessionError> {
+        self.end_all(user_id, Duration::ZERO).await
+    }
+
+    /// Moves the user's session epoch and revokes every session: after an
+    /// account change, no session from before it, and none whose sign-in
+    /// read the epoch before it, can be created or refreshed.
+    pub async fn supersede(&self, user_id: Uuid) -> Result<u64, SessionError> {
+        // Kept as long as a session stamped with it could live.
+        self.end_all(user_id, self.absolute).await
+    }
+
+    async fn end_all(&self, user_id: Uuid, epoch_lifetime: Duration) -> Result<u64, SessionError> {
         let mut invocation = self.scripts.revoke_all.prepare_invoke();
         invocation
             .key(self.user_index_key(user_id))
-            .arg(self.session_key_prefix(user_id));
+            .key(self.epoch_key(user_id))
+            .arg(self.session_key_prefix(user_id))
+            .arg(millis(epoch_lifetime));
         self.invoke(invocation).await
     }
 
@@ -216,11 +268,14 @@ impl SessionStore {
             .collect()
     }
 
+    /// The session exists and is of the user's current epoch.
     pub async fn is_live(&self, user_id: Uuid, session_id: Uuid) -> Result<bool, SessionError> {
-        let key = self.session_key(user_id, session_id);
-        self.keyspace
-            .run(|mut conn| async move { redis::cmd("EXISTS").arg(key).query_async(&mut conn).await })
-            .await
+        let mut invocation = self.scripts.live.prepare_invoke();
+        invocation
+            .key(self.session_key(user_id, session_id))
+            .key(self.epoch_key(user_id));
+        let live: u8 = self.invoke(invocation).await?;
+        Ok(live == 1)
     }
 
     /// Readiness: one round-trip.
@@ -248,6 +303,10 @@ impl SessionStore {
 
     fn user_index_key(&self, user_id: Uuid) -> String {
         self.keyspace.key(format_args!("{{{user_id}}}:sessions"))
+    }
+
+    fn epoch_key(&self, user_id: Uuid) -> String {
+        self.keyspace.key(format_args!("{{{user_id}}}:epoch"))
     }
 }
 

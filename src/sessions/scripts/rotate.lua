@@ -1,14 +1,16 @@
--- Rotates a refresh session atomically.
--- KEYS[1] session hash, KEYS[2] its user's session index (one hash slot)
+-- Rotates a refresh session atomically, unless the user's session epoch
+-- moved since the session was stamped with it.
+-- KEYS[1] session hash, KEYS[2] its user's session index, KEYS[3] the
+-- user's session epoch (one hash slot)
 -- ARGV: session id, presented generation, idle timeout (ms), grace (ms)
 -- Returns {status, user id, generation, ms until idle expiry}, or {status}
 -- alone when nothing is handed out; status is one of:
 local ROTATED = 'rotated'     -- the presented token was current
 local CONVERGED = 'converged' -- its predecessor within the grace window: hand back the current one
-local INVALID = 'invalid'     -- unknown or expired
+local INVALID = 'invalid'     -- unknown, expired or of an older epoch
 local REUSED = 'reused'       -- an older token came back: the session is revoked
 local session, index = KEYS[1], KEYS[2]
-local fields = redis.call('HMGET', session, 'uid', 'gen', 'rotated', 'abs_exp')
+local fields = redis.call('HMGET', session, 'uid', 'gen', 'rotated', 'abs_exp', 'ep')
 if not fields[1] then
   return {INVALID}
 end
@@ -24,7 +26,7 @@ local function revoke()
   redis.call('ZREM', index, ARGV[1])
 end
 
-if now >= abs_exp then
+if now >= abs_exp or tonumber(fields[5] or '0') ~= tonumber(redis.call('GET', KEYS[3]) or '0') then
   revoke()
   return {INVALID}
 end
