@@ -13,12 +13,18 @@ use reqwest::StatusCode;
 
 /// Runs `tessera ARGS…` on the server's storage, `stdin` piped in.
 fn tessera(app: &TestApp, args: &[&str], stdin: &str) -> Output {
+    tessera_with(app, args, stdin, &[])
+}
+
+/// [`tessera`], with some variables set otherwise.
+fn tessera_with(app: &TestApp, args: &[&str], stdin: &str, overrides: &[(&str, &str)]) -> Output {
     let mut child = common::tessera_command()
         .args(args)
         .env("TESSERA_ENV", "test")
         .env("TESSERA__DATABASE__URL", &app.database_url)
         .env("TESSERA__REDIS__URL", common::redis_url())
         .env("TESSERA__REDIS__KEY_PREFIX", &app.key_prefix)
+        .envs(overrides.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -170,6 +176,32 @@ on_both_backends!(
     users_create_list_disable_enable_delete,
     sessions_revoke_without_an_id_revokes_them_all
 );
+
+/// "Sessions never outlive the account's state": Redis is changed first,
+/// so without it the command fails before the database is touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_down_disable_and_delete_fail_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let (username, tokens) = app.new_session().await;
+    for command in ["disable", "delete"] {
+        let output = tessera_with(
+            &app,
+            &["users", command, &username],
+            "",
+            &[("TESSERA__REDIS__URL", "redis://127.0.0.1:1")],
+        );
+        assert!(!output.status.success(), "users {command} succeeded");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.starts_with("tessera: redis"), "{stderr}");
+    }
+    let user = ok(&app, &["users", "list"]);
+    assert!(
+        user.contains(&username) && !user.contains("disabled"),
+        "{user}"
+    );
+    app.refreshed(&tokens.refresh_token).await;
+    app.sign_in_ok(&username).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mistakes_exit_non_zero_with_a_message_and_change_nothing() {

@@ -44,6 +44,10 @@ Tessera scenario is followed at once by its baseline, while the server sits
 idle, so each ratio compares measurements taken back to back. Results: a
 table on stdout and JSON in --out.";
 
+/// Usernames a guessing flood sprays: each stays under the per-username
+/// limit for a while, so only the per-IP budget stops the flood early.
+const FLOOD_GUESSED_USERNAMES: usize = 10_000;
+
 /// How long the server sits without requests before its idle RSS is read.
 const IDLE_SETTLE: Duration = Duration::from_secs(3);
 
@@ -77,6 +81,10 @@ struct Cli {
     /// Tessera's config directory [default: ./config, else the workspace's]
     #[arg(long)]
     config_dir: Option<PathBuf>,
+    /// `flood` as an attacker's: wrong passwords for made-up usernames from
+    /// one address (the server's per-IP sign-in budget stays at its default)
+    #[arg(long)]
+    flood_guesses: bool,
     /// Redis used by the server and the storage baseline
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
@@ -91,6 +99,8 @@ struct Run {
     cores: usize,
     /// `--connections`, for every scenario.
     connections: Option<usize>,
+    /// `--flood-guesses`.
+    flood_guesses: bool,
 }
 
 impl Run {
@@ -139,6 +149,7 @@ async fn main() -> ExitCode {
         duration: Duration::from_secs(duration_secs),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         connections: cli.connections.map(usize::from),
+        flood_guesses: cli.flood_guesses,
     };
     let plan = scenario::plan(&cli.scenarios);
 
@@ -389,8 +400,13 @@ async fn run_signup(run: &Run, api: Api) -> Measurement {
 /// over one window. Returns the sign-ins' measurement and the flood's summary.
 async fn run_flood(run: &Run, api: Api, fixture: &Fixture) -> (Measurement, FloodResult) {
     let window = Window::starting_now(run.warmup, run.duration);
+    let users = if run.flood_guesses {
+        Credentials::guesses(FLOOD_GUESSED_USERNAMES, &run.run_id)
+    } else {
+        Arc::clone(&fixture.users)
+    };
     let signins = (0..run.connections(Scenario::Flood))
-        .map(|i| SigninConnection::flood(api, Arc::clone(&fixture.users), i))
+        .map(|i| SigninConnection::flood(api, Arc::clone(&users), i, run.flood_guesses))
         .collect();
     let sessions = &fixture.me_sessions;
     let readers = (0..FLOOD_ME_CONNECTIONS)

@@ -168,7 +168,7 @@ impl Report {
             write_numbers(&mut out, m);
             if let Some(flood) = &s.flood {
                 let _ = write!(out, "  sign-ins accepted (200)");
-                let _ = write!(out, "\n{:<width$} {:>5} ", "  503 sign-ins", s.connections);
+                let _ = write!(out, "\n{:<width$} {:>5} ", "  turned away", s.connections);
                 let p99 = m
                     .shed_p99_ms
                     .map_or("-".to_string(), |p99| format!("{p99:.3}"));

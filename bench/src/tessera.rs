@@ -42,6 +42,17 @@ impl Credentials {
             password: PASSWORD.to_string(),
         }
     }
+
+    /// An attacker's guesses: wrong passwords for `count` made-up usernames,
+    /// every one of which costs the server a (dummy) hash unless limited.
+    pub fn guesses(count: usize, run_id: &str) -> Arc<[Credentials]> {
+        (0..count)
+            .map(|i| Credentials {
+                username: format!("g{i}-{run_id}"),
+                password: "wrong-Horse-battery-9-staple".to_string(),
+            })
+            .collect()
+    }
 }
 
 #[derive(Serialize)]
@@ -97,17 +108,23 @@ impl Client {
         TokenPair::parse("signin", &response.success_body("signin")?)
     }
 
-    /// A sign-in that may be turned away: 503 with `Retry-After` is [`Answer::Shed`].
-    async fn signin_or_shed(&mut self, user: &Credentials) -> Outcome {
+    /// A sign-in that may be turned away: 503 (hashing overloaded) or 429
+    /// (the client's sign-in budget spent) with `Retry-After` is
+    /// [`Answer::Shed`], and so is 401 when `guessing`.
+    async fn signin_or_shed(&mut self, user: &Credentials, guessing: bool) -> Outcome {
         let response = self.0.post_json(SIGNIN, user).await;
         let response = response.map_err(|err| format!("signin: {err}"))?;
-        if response.status == 503 {
-            return match response.header("retry-after") {
+        match response.status {
+            503 | 429 => match response.header("retry-after") {
                 Some(_) => Ok(Answer::Shed),
-                None => Err("signin: HTTP 503 without Retry-After".to_string()),
-            };
+                None => Err(format!(
+                    "signin: HTTP {} without Retry-After",
+                    response.status
+                )),
+            },
+            401 if guessing => Ok(Answer::Shed),
+            _ => response.success_body("signin").map(served),
         }
-        response.success_body("signin").map(served)
     }
 
     async fn refresh(&mut self, refresh_token: &str) -> Result<TokenPair, String> {
@@ -252,8 +269,10 @@ pub struct SigninConnection {
     client: Client,
     users: Arc<[Credentials]>,
     next: usize,
-    /// `flood`: a 503 with `Retry-After` is an expected answer, not an error.
+    /// `flood`: being turned away is an expected answer, not an error.
     may_shed: bool,
+    /// `flood --flood-guesses`: the passwords are wrong.
+    guessing: bool,
 }
 
 impl SigninConnection {
@@ -263,13 +282,16 @@ impl SigninConnection {
             users,
             next: index,
             may_shed: false,
+            guessing: false,
         }
     }
 
-    /// For `flood`: sign-ins far past the hashing queue, most of them turned away.
-    pub fn flood(api: Api, users: Arc<[Credentials]>, index: usize) -> Self {
+    /// For `flood`: sign-ins far past the hashing queue, most of them turned
+    /// away; `guessing`: with wrong passwords.
+    pub fn flood(api: Api, users: Arc<[Credentials]>, index: usize, guessing: bool) -> Self {
         SigninConnection {
             may_shed: true,
+            guessing,
             ..SigninConnection::new(api, users, index)
         }
     }
@@ -280,7 +302,7 @@ impl Connection for SigninConnection {
         let user = &self.users[self.next % self.users.len()];
         self.next += 1;
         if self.may_shed {
-            self.client.signin_or_shed(user).await
+            self.client.signin_or_shed(user, self.guessing).await
         } else {
             self.client.signin(user).await
         }
