@@ -266,3 +266,54 @@ async fn a_huge_user_agent_is_stored_cut_short() {
     assert!(stored.chars().count() <= 256, "{} characters", stored.len());
     assert!(stored.starts_with("AAAA"));
 }
+
+/// "Which endpoints check the session": whatever `CHECK_ON_ACCESS` says, a
+/// signed-out session's access token cannot sign its owner out or revoke
+/// their sessions, nor can the token of a disabled account.
+#[tokio::test]
+async fn a_dead_session_cannot_change_the_sessions_even_with_check_on_access_off() {
+    let app = TestApp::spawn().await;
+    let (username, stale) = app.new_session().await;
+    let live = app.sign_in_ok(&username).await;
+    app.signout(&stale.refresh_token).await;
+    // The token itself still passes where the session is not checked.
+    let me = app.get_with_token("/v1/me", &stale.access_token).await;
+    assert_eq!(me.status(), StatusCode::OK);
+    for response in [
+        app.signout_all(&stale.access_token).await,
+        app.delete_session(&stale.access_token, live.session_id)
+            .await,
+    ] {
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            r#"Bearer error="invalid_token""#
+        );
+        assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    }
+    // Nothing happened to the live session.
+    app.refreshed(&live.refresh_token).await;
+}
+
+#[tokio::test]
+async fn a_disabled_account_cannot_change_its_sessions() {
+    let app = TestApp::spawn().await;
+    let (username, tokens) = app.new_session().await;
+    let other = app.sign_in_ok(&username).await;
+    let operator = app.operator().await;
+    let user = tessera::users::UserRef::Name(tessera::domain::Username::parse(&username).unwrap());
+    // Disabled in the database only, as if the epoch move were lost: the
+    // account's state is checked on its own.
+    let found = tessera::flows::find_user(&operator, &user).await.unwrap();
+    operator
+        .users
+        .set_disabled(found.id, Some(chrono::Utc::now()))
+        .await
+        .unwrap();
+    for response in [
+        app.delete_session(&tokens.access_token, other.session_id)
+            .await,
+        app.signout_all(&tokens.access_token).await,
+    ] {
+        assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
+    }
+}

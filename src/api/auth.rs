@@ -184,7 +184,8 @@ impl AuthApi {
         context: Context<'_>,
         auth: Bearer,
     ) -> Result<SignoutAllResponse, Failure<SignoutAllErrors>> {
-        flows::sign_out_everywhere(&context.stores, auth.0.user_id).await?;
+        let caller = auth.0.require_live(&context).await?;
+        flows::sign_out_everywhere(&context.stores, caller.user_id).await?;
         Ok(SignoutAllResponse::SignedOut)
     }
 }

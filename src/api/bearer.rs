@@ -17,6 +17,36 @@ pub struct Principal {
     pub session_id: Uuid,
 }
 
+impl Principal {
+    /// What every endpoint that changes the account or its sessions requires
+    /// ("Which endpoints check the session"), whatever
+    /// `session.check_on_access` says: the token's session live in Redis
+    /// (of the user's current epoch) and the account existing and enabled.
+    pub async fn require_live(self, context: &ApiContext) -> Result<Principal, ApiError> {
+        let stores = &context.stores;
+        let (live, user) = tokio::try_join!(
+            async {
+                stores
+                    .sessions
+                    .is_live(self.user_id, self.session_id)
+                    .await
+                    .map_err(ApiError::from)
+            },
+            async {
+                stores
+                    .users
+                    .find_active(self.user_id)
+                    .await
+                    .map_err(ApiError::from)
+            },
+        )?;
+        if !live || user.is_none() {
+            return Err(ApiError::InvalidToken);
+        }
+        Ok(self)
+    }
+}
+
 /// `Authorization: Bearer <JWT>`: an access token from sign-in or refresh.
 #[derive(SecurityScheme)]
 #[oai(

@@ -122,8 +122,9 @@ impl MeApi {
         auth: Bearer,
         id: Path<Uuid>,
     ) -> Result<RevokeResponse, Failure<RevokeSessionErrors>> {
+        let caller = auth.0.require_live(&context).await?;
         // Another user's session is as absent as a dead one: no oracle.
-        flows::revoke_session(&context.stores, auth.0.user_id, id.0).await?;
+        flows::revoke_session(&context.stores, caller.user_id, id.0).await?;
         Ok(RevokeResponse::Revoked)
     }
 }
