@@ -118,8 +118,7 @@ fn described(user: &User) -> String {
 
 /// Runs a `users` command; the text to print on success.
 pub async fn users(settings: &Settings, command: UsersCommand) -> Result<String, AdminError> {
-    let clock = Clock::system();
-    let stores = Stores::connect(settings, clock).await?;
+    let stores = Stores::connect(settings, Clock::system()).await?;
     match command {
         UsersCommand::Create { username } => {
             let policy = PasswordPolicy {
@@ -139,7 +138,7 @@ pub async fn users(settings: &Settings, command: UsersCommand) -> Result<String,
             Ok(user_table(&users))
         }
         UsersCommand::Disable { user: given } => {
-            let (user, revoked) = flows::disable_user(&stores, clock, &user_ref(&given)?)
+            let (user, revoked) = flows::disable_user(&stores, &user_ref(&given)?)
                 .await
                 .map_err(user_op_error(&given))?;
             Ok(format!(

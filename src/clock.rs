@@ -2,7 +2,15 @@
 //! and stored timestamps. Session times come from Redis instead (see
 //! [`crate::sessions`]), so instances whose clocks differ agree on them.
 
+use std::time::Duration;
+
 use chrono::{DateTime, TimeDelta, Utc};
+
+/// What clients are told in whole seconds (`expires_in`, `Max-Age`,
+/// `Retry-After`): rounded up, so that time left never reads as 0.
+pub fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_millis().div_ceil(1000) as u64
+}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Clock {

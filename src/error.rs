@@ -17,6 +17,7 @@ use poem_openapi::{
 
 use crate::{
     auth::hashing::HashingError,
+    clock::whole_seconds,
     domain::{Violation, Violations},
     flows::{RefreshError, RevokeError, SigninError, SignupError},
     keyspace::RedisError,
@@ -328,9 +329,7 @@ impl ApiError {
     /// Whole seconds, rounded up and at least 1, for `Retry-After`.
     fn retry_after_secs(&self) -> Option<u64> {
         match self {
-            ApiError::RateLimited { retry_after } => {
-                Some((retry_after.as_millis().div_ceil(1000) as u64).max(1))
-            }
+            ApiError::RateLimited { retry_after } => Some(whole_seconds(*retry_after).max(1)),
             ApiError::Overloaded | ApiError::Unavailable { .. } => {
                 Some(RETRY_UNAVAILABLE_AFTER_SECS)
             }

@@ -163,16 +163,13 @@ impl UserStore {
         Ok(models.into_iter().map(User::from).collect())
     }
 
-    /// Disables (`Some(when)`) or re-enables (`None`) an account.
-    pub async fn set_disabled(
-        &self,
-        id: Uuid,
-        disabled_at: Option<DateTime<Utc>>,
-    ) -> Result<(), UserStoreError> {
+    /// Disables (as of now) or re-enables an account.
+    pub async fn set_disabled(&self, id: Uuid, disabled: bool) -> Result<(), UserStoreError> {
+        let now = self.clock.now();
         user::ActiveModel {
             id: Set(id),
-            disabled_at: Set(disabled_at),
-            updated_at: Set(self.clock.now()),
+            disabled_at: Set(disabled.then_some(now)),
+            updated_at: Set(now),
             ..Default::default()
         }
         .update(&self.db)

@@ -67,7 +67,7 @@ async fn a_disable_ends_sessions_whose_sign_in_was_in_flight(backend: Backend) {
     a.signup(&username, STRONG_PASSWORD).await;
     let operator = a.operator().await;
     let pairs = sign_ins_racing(&a, &b, &username, async || {
-        flows::disable_user(&operator, Clock::system(), &by_name(&username))
+        flows::disable_user(&operator, &by_name(&username))
             .await
             .unwrap();
     })
@@ -116,7 +116,7 @@ async fn with_redis_down_a_disable_changes_nothing() {
     settings.redis.url = "redis://127.0.0.1:1".into();
     let unreachable = Stores::connect(&settings, Clock::system()).await.unwrap();
     assert!(
-        flows::disable_user(&unreachable, Clock::system(), &by_name(&username))
+        flows::disable_user(&unreachable, &by_name(&username))
             .await
             .is_err()
     );

@@ -49,6 +49,11 @@ async fn the_metrics_listener_counts_routes_outcomes_and_replays() {
         StatusCode::TOO_MANY_REQUESTS
     );
     let second: TokenPair = app.refreshed(&first.refresh_token).await;
+    // While the session is live (revoking needs a live one).
+    let revoke = app
+        .delete_session(&second.access_token, Uuid::now_v7())
+        .await;
+    assert_eq!(revoke.status(), StatusCode::NOT_FOUND);
     tokio::time::sleep(Duration::from_millis(20)).await;
     // The replay revokes the session: theft detected.
     assert_eq!(
@@ -59,10 +64,6 @@ async fn the_metrics_listener_counts_routes_outcomes_and_replays() {
         app.refresh("tsr_garbage").await.status(),
         StatusCode::UNAUTHORIZED
     );
-    let revoke = app
-        .delete_session(&second.access_token, Uuid::now_v7())
-        .await;
-    assert_eq!(revoke.status(), StatusCode::NOT_FOUND);
     for path in ["/nowhere", "/also/nowhere"] {
         assert_eq!(app.get(path).await.status(), StatusCode::NOT_FOUND);
     }

@@ -2,11 +2,9 @@ use poem::Request;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Cookie, payload::Json};
 use uuid::Uuid;
 
-use super::{
-    ApiTags, Context, bearer::Bearer, client_info, me::UserView, strict::StrictString,
-    whole_seconds,
-};
+use super::{ApiTags, Context, bearer::Bearer, client_info, me::UserView, strict::StrictString};
 use crate::{
+    clock::whole_seconds,
     domain::PasswordAttempt,
     error::{ApiError, Failure, error_set},
     flows::{self, Origin, SigninRequest},

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::whole_seconds;
+use crate::clock::whole_seconds;
 
 /// The cookie's name; the refresh and sign-out operations declare it as
 /// their cookie parameter (a test checks the two agree).

@@ -10,7 +10,7 @@ mod me;
 mod ops;
 mod strict;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use poem::Request;
 use poem_openapi::{OpenApiService, Tags};
@@ -81,11 +81,6 @@ fn client_info(context: &ApiContext, req: &Request) -> ClientInfo {
         user_agent,
         ip: context.client_ip.resolve(req),
     }
-}
-
-/// Rounded up, so that a session with time left never reports 0.
-fn whole_seconds(duration: Duration) -> u64 {
-    duration.as_millis().div_ceil(1000) as u64
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 
 use super::Stores;
 use crate::{
-    clock::Clock,
     sessions::{SessionError, SessionInfo},
     users::{User, UserRef, UserStoreError},
 };
@@ -35,7 +34,6 @@ pub async fn list_users(stores: &Stores) -> Result<Vec<User>, UserOpError> {
 /// Disables a user (idempotent) and ends every session; how many were live.
 pub async fn disable_user(
     stores: &Stores,
-    clock: Clock,
     reference: &UserRef,
 ) -> Result<(User, u64), UserOpError> {
     let user = find_user(stores, reference).await?;
@@ -43,7 +41,7 @@ pub async fn disable_user(
         if user.disabled_at.is_none() {
             stores
                 .users
-                .set_disabled(user.id, Some(clock.now()))
+                .set_disabled(user.id, true)
                 .await
                 .map_err(vanished_is_gone)?;
         }
@@ -56,7 +54,7 @@ pub async fn enable_user(stores: &Stores, reference: &UserRef) -> Result<User, U
     let user = find_user(stores, reference).await?;
     stores
         .users
-        .set_disabled(user.id, None)
+        .set_disabled(user.id, false)
         .await
         .map_err(vanished_is_gone)?;
     Ok(user)
