@@ -34,6 +34,9 @@ pub enum UsersCommand {
     Enable { user: String },
     /// Delete a user and revoke their sessions.
     Delete { user: String },
+    /// Issue a one-time password reset token (printed once, as the last
+    /// line); it replaces any earlier one. Works for disabled users too.
+    ResetPassword { user: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +154,21 @@ pub async fn users(settings: &Settings, command: UsersCommand) -> Result<String,
                 .await
                 .map_err(user_op_error(&given))?;
             Ok(format!("enabled user {}", described(&user)))
+        }
+        UsersCommand::ResetPassword { user: given } => {
+            let issued = flows::issue_password_reset(
+                &stores,
+                &user_ref(&given)?,
+                settings.password.reset_ttl,
+            )
+            .await
+            .map_err(user_op_error(&given))?;
+            Ok(format!(
+                "reset token for {}, valid until {} (shown once; redeem with POST /v1/auth/password-reset):\n{}",
+                described(&issued.user),
+                timestamp(issued.expires_at),
+                issued.token.expose()
+            ))
         }
         UsersCommand::Delete { user: given } => {
             let (user, revoked) = flows::delete_user(&stores, &user_ref(&given)?)

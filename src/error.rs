@@ -19,7 +19,7 @@ use crate::{
     auth::hashing::HashingError,
     clock::whole_seconds,
     domain::{Violation, Violations},
-    flows::{RefreshError, RevokeError, SigninError, SignupError},
+    flows::{AccountError, RefreshError, RevokeError, SigninError, SignupError},
     keyspace::RedisError,
     rate_limit::RateLimitError,
     users::UserStoreError,
@@ -37,7 +37,7 @@ pub struct FieldError {
     /// The request field, e.g. `password`.
     pub field: String,
     /// Stable code: `too_short`, `too_long`, `common`, `contains_username`,
-    /// `too_weak`, `invalid_username`.
+    /// `too_weak`, `invalid_username`, `unchanged`.
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
@@ -498,6 +498,20 @@ impl From<SigninError> for ApiError {
             SigninError::RateLimit(err) => err.into(),
             SigninError::Users(err) => err.into(),
             SigninError::Sessions(err) => err.into(),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::InvalidToken => ApiError::InvalidToken,
+            AccountError::InvalidCredentials => ApiError::InvalidCredentials,
+            AccountError::Invalid(broken) => ApiError::Validation(broken),
+            AccountError::Hashing(err) => err.into(),
+            AccountError::RateLimit(err) => err.into(),
+            AccountError::Users(err) => err.into(),
+            AccountError::Sessions(err) => err.into(),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod keyspace;
 pub mod metrics;
 pub mod middleware;
 pub mod rate_limit;
+pub mod secrets;
 pub mod sessions;
 pub mod settings;
 pub mod telemetry;

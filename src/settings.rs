@@ -360,6 +360,9 @@ pub struct PasswordSettings {
     pub hashing_workers: Option<NonZeroUsize>,
     /// Requests that may wait for a hashing slot before the server sheds load.
     pub hashing_queue: usize,
+    /// How long an operator-issued reset token stays valid.
+    #[serde(rename = "reset_ttl_secs", deserialize_with = "seconds")]
+    pub reset_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -380,6 +383,10 @@ pub struct RateLimitSettings {
     pub refreshes_per_session: NonZeroU64,
     #[serde(rename = "refresh_window_secs", deserialize_with = "seconds")]
     pub refresh_window: Duration,
+    /// Password-reset attempts (spending a reset token) per client IP per window.
+    pub password_resets_per_ip: NonZeroU64,
+    #[serde(rename = "password_reset_window_secs", deserialize_with = "seconds")]
+    pub password_reset_window: Duration,
     /// Per-IP limits count IPv6 clients by this prefix (one host holds a /64).
     pub ipv6_prefix: u8,
 }

@@ -1,14 +1,17 @@
-//! The users repository over SeaORM: the only code that touches the `users` table.
+//! The users repository over SeaORM: the only code that touches the `users`
+//! table and the password reset tokens that belong to its rows.
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::user;
+use entity::{password_reset, user};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, Select, SqlErr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, Select, SqlErr, TransactionTrait, sea_query::OnConflict,
 };
 use uuid::Uuid;
 
-use crate::{clock::Clock, domain::Username};
+use crate::{clock::Clock, domain::Username, secrets::SecretDigest};
 
 /// A user as the rest of the server sees it; the hash stays in here unless asked for.
 #[derive(Debug, Clone)]
@@ -18,6 +21,8 @@ pub struct User {
     pub created_at: DateTime<Utc>,
     /// When an operator disabled the account; disabled accounts cannot sign in.
     pub disabled_at: Option<DateTime<Utc>>,
+    /// The last password change or reset; `None` since sign-up.
+    pub password_changed_at: Option<DateTime<Utc>>,
 }
 
 /// How an operator names a user: by id or by username.
@@ -31,6 +36,12 @@ pub enum UserRef {
 pub struct StoredCredentials {
     pub user: User,
     pub password_hash: String,
+}
+
+/// An outstanding, unexpired reset token and the user it resets.
+pub struct PendingReset {
+    pub user: User,
+    pub digest: SecretDigest,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +104,7 @@ impl UserStore {
             created_at: Set(now),
             updated_at: Set(now),
             disabled_at: Set(None),
+            password_changed_at: Set(None),
         }
         .insert(&self.db)
         .await?;
@@ -120,10 +132,34 @@ impl UserStore {
                     .filter(user::Column::DisabledAt.is_null()),
             )
             .await?;
-        Ok(model.map(|model| StoredCredentials {
-            password_hash: model.password_hash.clone(),
-            user: model.into(),
-        }))
+        Ok(model.map(StoredCredentials::from))
+    }
+
+    /// The credentials of an enabled user, by id: for re-checking the
+    /// password of a signed-in caller.
+    pub async fn find_active_credentials(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<StoredCredentials>, UserStoreError> {
+        let model = self
+            .unique(user::Entity::find_by_id(id).filter(user::Column::DisabledAt.is_null()))
+            .await?;
+        Ok(model.map(StoredCredentials::from))
+    }
+
+    /// Sets a new password chosen by its user (a change, not an upgrade of
+    /// the same one's hash): stamps `password_changed_at` and voids any
+    /// outstanding reset token, in one transaction.
+    pub async fn change_password(
+        &self,
+        id: Uuid,
+        password_hash: String,
+    ) -> Result<(), UserStoreError> {
+        let txn = self.db.begin().await?;
+        self.set_new_password(&txn, id, password_hash).await?;
+        void_reset_tokens(&txn, id).await?;
+        txn.commit().await?;
+        Ok(())
     }
 
     pub async fn update_password_hash(
@@ -163,24 +199,136 @@ impl UserStore {
         Ok(models.into_iter().map(User::from).collect())
     }
 
-    /// Disables (as of now) or re-enables an account.
+    /// Disables (as of now, voiding any reset token) or re-enables an account.
     pub async fn set_disabled(&self, id: Uuid, disabled: bool) -> Result<(), UserStoreError> {
         let now = self.clock.now();
+        let txn = self.db.begin().await?;
         user::ActiveModel {
             id: Set(id),
             disabled_at: Set(disabled.then_some(now)),
             updated_at: Set(now),
             ..Default::default()
         }
-        .update(&self.db)
+        .update(&txn)
         .await?;
+        if disabled {
+            void_reset_tokens(&txn, id).await?;
+        }
+        txn.commit().await?;
         Ok(())
     }
 
-    /// Deletes an account; `false` when there was none.
+    /// Deletes an account and its reset token; `false` when there was none.
     pub async fn delete(&self, id: Uuid) -> Result<bool, UserStoreError> {
-        let result = user::Entity::delete_by_id(id).exec(&self.db).await?;
+        let txn = self.db.begin().await?;
+        // Not left to the foreign key's cascade: SQLite enforces it only
+        // where the connection turned foreign keys on.
+        void_reset_tokens(&txn, id).await?;
+        let result = user::Entity::delete_by_id(id).exec(&txn).await?;
+        txn.commit().await?;
         Ok(result.rows_affected == 1)
+    }
+
+    /// Stores a new reset token for a user, replacing (voiding) any earlier
+    /// one in the same statement; when it expires.
+    pub async fn issue_reset_token(
+        &self,
+        user_id: Uuid,
+        digest: &SecretDigest,
+        ttl: Duration,
+    ) -> Result<DateTime<Utc>, UserStoreError> {
+        let now = self.clock.now();
+        let expires_at = now + ttl;
+        let row = password_reset::ActiveModel {
+            user_id: Set(user_id),
+            token_hash: Set(digest.as_str().to_owned()),
+            created_at: Set(now),
+            expires_at: Set(expires_at),
+        };
+        password_reset::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(password_reset::Column::UserId)
+                    .update_columns([
+                        password_reset::Column::TokenHash,
+                        password_reset::Column::CreatedAt,
+                        password_reset::Column::ExpiresAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(expires_at)
+    }
+
+    /// The user an unexpired reset token resets, if it is outstanding.
+    pub async fn find_reset(
+        &self,
+        digest: &SecretDigest,
+    ) -> Result<Option<PendingReset>, UserStoreError> {
+        let reset = password_reset::Entity::find()
+            .filter(password_reset::Column::TokenHash.eq(digest.as_str()))
+            .filter(password_reset::Column::ExpiresAt.gt(self.clock.now()))
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .next();
+        let Some(reset) = reset else {
+            return Ok(None);
+        };
+        let stored = SecretDigest::from_stored(reset.token_hash);
+        if !digest.matches(&stored) {
+            return Ok(None);
+        }
+        let user = self.unique(user::Entity::find_by_id(reset.user_id)).await?;
+        Ok(user.map(|user| PendingReset {
+            user: user.into(),
+            digest: stored,
+        }))
+    }
+
+    /// Spends a reset token and sets the password it was issued for, in one
+    /// transaction; `false` when the token was no longer outstanding (spent
+    /// by a concurrent redemption, replaced, voided or expired meanwhile).
+    /// The conditional delete decides: of concurrent redemptions, exactly
+    /// one deletes the row.
+    pub async fn redeem_reset(
+        &self,
+        reset: &PendingReset,
+        password_hash: String,
+    ) -> Result<bool, UserStoreError> {
+        let txn = self.db.begin().await?;
+        let spent = password_reset::Entity::delete_many()
+            .filter(password_reset::Column::TokenHash.eq(reset.digest.as_str()))
+            .filter(password_reset::Column::UserId.eq(reset.user.id))
+            .filter(password_reset::Column::ExpiresAt.gt(self.clock.now()))
+            .exec(&txn)
+            .await?;
+        if spent.rows_affected != 1 {
+            return Ok(false);
+        }
+        self.set_new_password(&txn, reset.user.id, password_hash)
+            .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    async fn set_new_password(
+        &self,
+        db: &impl ConnectionTrait,
+        id: Uuid,
+        password_hash: String,
+    ) -> Result<(), UserStoreError> {
+        let now = self.clock.now();
+        user::ActiveModel {
+            id: Set(id),
+            password_hash: Set(password_hash),
+            password_changed_at: Set(Some(now)),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .update(db)
+        .await?;
+        Ok(())
     }
 
     /// The one row a lookup by a unique key finds. Not `.one()`: its bound
@@ -196,6 +344,15 @@ impl UserStore {
     }
 }
 
+/// Voids a user's outstanding reset token, if any.
+async fn void_reset_tokens(db: &impl ConnectionTrait, user_id: Uuid) -> Result<(), DbErr> {
+    password_reset::Entity::delete_many()
+        .filter(password_reset::Column::UserId.eq(user_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 impl From<user::Model> for User {
     fn from(model: user::Model) -> Self {
         User {
@@ -203,6 +360,16 @@ impl From<user::Model> for User {
             username: Username::from_trusted(model.username),
             created_at: model.created_at,
             disabled_at: model.disabled_at,
+            password_changed_at: model.password_changed_at,
+        }
+    }
+}
+
+impl From<user::Model> for StoredCredentials {
+    fn from(model: user::Model) -> Self {
+        StoredCredentials {
+            password_hash: model.password_hash.clone(),
+            user: model.into(),
         }
     }
 }

@@ -1,10 +1,11 @@
-//! Sessions never outlive the account's state: disabling or deleting a user
-//! ends every session, also one whose sign-in is in flight, on every
-//! instance; and with Redis down the operation changes nothing.
+//! Sessions never outlive the account's state: disabling or deleting a user,
+//! a password change and a reset end every session (but the changing
+//! caller's), also one whose sign-in is in flight, on every instance; and
+//! with Redis down the operation changes nothing.
 
 mod common;
 
-use common::{Backend, STRONG_PASSWORD, TestApp, TokenPair, unique_username};
+use common::{Backend, NEW_PASSWORD, STRONG_PASSWORD, TestApp, TokenPair, unique_username};
 use futures::{StreamExt, stream::FuturesUnordered};
 use reqwest::StatusCode;
 use tessera::{
@@ -102,9 +103,52 @@ async fn a_delete_ends_sessions_whose_sign_in_was_in_flight(backend: Backend) {
     }
 }
 
+async fn a_password_change_ends_sessions_whose_sign_in_was_in_flight(backend: Backend) {
+    let (a, b) = two_slow_instances(backend).await;
+    let username = unique_username();
+    a.signup(&username, STRONG_PASSWORD).await;
+    let caller = a.sign_in_ok(&username).await;
+    let pairs = sign_ins_racing(&a, &b, &username, async || {
+        let response = b
+            .change_password(&caller.access_token, STRONG_PASSWORD, NEW_PASSWORD)
+            .await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    })
+    .await;
+    assert!(!pairs.is_empty());
+    for pair in &pairs {
+        b.assert_refresh_rejected(&pair.refresh_token).await;
+        a.assert_refresh_rejected(&pair.refresh_token).await;
+    }
+    // The caller's own session went through it, on either instance.
+    let kept = a.refreshed(&caller.refresh_token).await;
+    b.refreshed(&kept.refresh_token).await;
+}
+
+async fn a_reset_ends_sessions_whose_sign_in_was_in_flight(backend: Backend) {
+    let (a, b) = two_slow_instances(backend).await;
+    let username = unique_username();
+    a.signup(&username, STRONG_PASSWORD).await;
+    let token = a.issue_reset(&username).await;
+    let pairs = sign_ins_racing(&a, &b, &username, async || {
+        let response = b.reset_password(&token, NEW_PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    })
+    .await;
+    assert!(!pairs.is_empty());
+    for pair in &pairs {
+        b.assert_refresh_rejected(&pair.refresh_token).await;
+        a.assert_refresh_rejected(&pair.refresh_token).await;
+    }
+    let fresh = b.sign_in_ok_with(&username, NEW_PASSWORD).await;
+    a.refreshed(&fresh.refresh_token).await;
+}
+
 on_both_backends!(
     a_disable_ends_sessions_whose_sign_in_was_in_flight,
     a_delete_ends_sessions_whose_sign_in_was_in_flight,
+    a_password_change_ends_sessions_whose_sign_in_was_in_flight,
+    a_reset_ends_sessions_whose_sign_in_was_in_flight,
 );
 
 /// Redis down: the operation answers an error and changes nothing.

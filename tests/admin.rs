@@ -10,6 +10,7 @@ use std::{
 
 use common::{Backend, STRONG_PASSWORD, TestApp, TokenPair, assert_problem, unique_username};
 use reqwest::StatusCode;
+use sea_orm::EntityTrait;
 
 /// Runs `tessera ARGS…` on the server's storage, `stdin` piped in.
 fn tessera(app: &TestApp, args: &[&str], stdin: &str) -> Output {
@@ -172,9 +173,47 @@ async fn sessions_revoke_without_an_id_revokes_them_all(backend: Backend) {
     assert_eq!(sessions.lines().count(), 1, "{sessions}");
 }
 
+/// `users reset-password` prints the token once, as its last line, and
+/// stores only its SHA-256; a second one replaces the first.
+async fn users_reset_password_prints_a_token_that_resets_the_password(backend: Backend) {
+    let app = TestApp::with(backend).start().await;
+    let (username, tokens) = app.new_session().await;
+    let first = ok(&app, &["users", "reset-password", &username]);
+    let first_token = first.lines().last().unwrap().to_owned();
+    assert!(
+        first.starts_with(&format!("reset token for {username} (")),
+        "{first}"
+    );
+    let printed = ok(&app, &["users", "reset-password", &username]);
+    let token = printed.lines().last().unwrap().to_owned();
+    assert!(token.starts_with("tsp_") && token.len() == 47, "{printed}");
+    assert_ne!(token, first_token);
+
+    let stored = entity::password_reset::Entity::find()
+        .all(&app.database().await)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].token_hash, common::sha256_hex(token.as_bytes()));
+    assert_problem(
+        app.reset_password(&first_token, common::NEW_PASSWORD).await,
+        StatusCode::UNAUTHORIZED,
+        "invalid_token",
+    )
+    .await;
+    let response = app.reset_password(&token, common::NEW_PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    app.assert_refresh_rejected(&tokens.refresh_token).await;
+    app.sign_in_ok_with(&username, common::NEW_PASSWORD).await;
+
+    let stderr = fails(&app, &["users", "reset-password", "nobody-here"], "");
+    assert!(stderr.contains("no user nobody-here"), "{stderr}");
+}
+
 on_both_backends!(
     users_create_list_disable_enable_delete,
-    sessions_revoke_without_an_id_revokes_them_all
+    sessions_revoke_without_an_id_revokes_them_all,
+    users_reset_password_prints_a_token_that_resets_the_password,
 );
 
 /// "Sessions never outlive the account's state": Redis is changed first,

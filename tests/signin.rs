@@ -96,6 +96,7 @@ async fn weaker_stored_hashes_are_upgraded_on_signin() {
         created_at: Set(now),
         updated_at: Set(now),
         disabled_at: Set(None),
+        password_changed_at: Set(None),
     }
     .insert(&db)
     .await

@@ -17,6 +17,8 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// Set by an operator (`tessera users disable`): no sign-in, no sessions.
     pub disabled_at: Option<DateTimeUtc>,
+    /// Set by a password change or reset; `None` since sign-up.
+    pub password_changed_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,7 +7,7 @@ use crate::{
     clock::whole_seconds,
     domain::PasswordAttempt,
     error::{ApiError, Failure, error_set},
-    flows::{self, Origin, SigninRequest},
+    flows::{self, Origin, PasswordReset, SigninRequest},
     metrics::{RefreshOutcome, SigninOutcome},
     sessions::{NewSession, RefreshToken},
 };
@@ -18,6 +18,7 @@ error_set! {
     RefreshErrors = [MalformedRequest, InvalidToken, PayloadTooLarge, UnsupportedMediaType, RateLimited, Unavailable];
     SignoutErrors = [MalformedRequest, PayloadTooLarge, UnsupportedMediaType, Unavailable];
     SignoutAllErrors = [InvalidToken, MissingBearer, Unavailable];
+    ResetPasswordErrors = [MalformedRequest, InvalidToken, PayloadTooLarge, UnsupportedMediaType, Validation, RateLimited, Unavailable];
 }
 
 /// Username and password, as sent to sign-up and sign-in.
@@ -34,6 +35,15 @@ struct Credentials {
 struct RefreshRequest {
     /// Wins over the `tessera_refresh` cookie when both are sent.
     refresh_token: Option<StrictString>,
+}
+
+/// A reset token from an operator and the new password.
+#[derive(Object)]
+struct ResetPasswordRequest {
+    /// `tsp_…`, as issued by `tessera users reset-password`.
+    reset_token: StrictString,
+    /// The sign-up rules apply.
+    new_password: StrictString,
 }
 
 /// An access token and the refresh token of its session.
@@ -82,6 +92,13 @@ enum SignoutAllResponse {
     /// Every session of the caller is revoked.
     #[oai(status = 204)]
     SignedOut,
+}
+
+#[derive(ApiResponse)]
+enum ResetPasswordResponse {
+    /// The password is set and every session of the user is revoked.
+    #[oai(status = 204)]
+    Reset,
 }
 
 /// The refresh cookie browsers send instead of a body token.
@@ -185,6 +202,41 @@ impl AuthApi {
         let caller = auth.0.require_live(&context).await?;
         flows::sign_out_everywhere(&context.stores, caller.user_id).await?;
         Ok(SignoutAllResponse::SignedOut)
+    }
+
+    /// Reset the password with an operator's reset token
+    ///
+    /// Spends the token: the password is set and every session of the user
+    /// is revoked. An unknown, spent, expired or voided token is the same
+    /// 401 `invalid_token`; attempts are limited per client IP.
+    #[oai(
+        path = "/password-reset",
+        method = "post",
+        operation_id = "resetPassword"
+    )]
+    async fn reset_password(
+        &self,
+        context: Context<'_>,
+        req: &Request,
+        body: Json<ResetPasswordRequest>,
+    ) -> Result<ResetPasswordResponse, Failure<ResetPasswordErrors>> {
+        let ResetPasswordRequest {
+            reset_token,
+            new_password,
+        } = body.0;
+        let reset = PasswordReset {
+            token: reset_token.0,
+            new: new_password.0,
+            ip: context.client_ip.resolve(req),
+        };
+        flows::reset_password(
+            &context.stores,
+            &context.hashing,
+            &context.password_policy,
+            reset,
+        )
+        .await?;
+        Ok(ResetPasswordResponse::Reset)
     }
 }
 

@@ -2,6 +2,7 @@
 //! one document. Handlers parse input into domain types, call the domain and
 //! map results to responses; errors leave as [`crate::error::ApiError`].
 
+mod account;
 mod auth;
 mod bearer;
 mod client_ip;
@@ -50,13 +51,13 @@ enum ApiTags {
     Operations,
 }
 
-type Apis = (auth::AuthApi, me::MeApi, ops::OpsApi);
+type Apis = (auth::AuthApi, me::MeApi, account::AccountApi, ops::OpsApi);
 
 /// The operations and their document. Handlers reach the [`ApiContext`]
 /// through request data, so the document can be built without one.
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (auth::AuthApi, me::MeApi, ops::OpsApi),
+        (auth::AuthApi, me::MeApi, account::AccountApi, ops::OpsApi),
         "Tessera",
         env!("CARGO_PKG_VERSION"),
     )

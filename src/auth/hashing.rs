@@ -346,6 +346,7 @@ mod tests {
             argon2_parallelism: 1,
             hashing_workers: std::num::NonZeroUsize::new(1),
             hashing_queue: queue,
+            reset_ttl: std::time::Duration::from_secs(3600),
         }
     }
 

@@ -16,11 +16,20 @@ pub struct Violation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
     InvalidUsername,
-    TooShort { min_chars: usize },
-    TooLong { max_chars: usize },
+    TooShort {
+        min_chars: usize,
+    },
+    TooLong {
+        max_chars: usize,
+    },
     Common,
     ContainsUsername,
-    TooWeak { score: u8, min_score: u8 },
+    TooWeak {
+        score: u8,
+        min_score: u8,
+    },
+    /// A new password that is the current one.
+    Unchanged,
 }
 
 impl Rule {
@@ -33,6 +42,7 @@ impl Rule {
             Rule::Common => "common",
             Rule::ContainsUsername => "contains_username",
             Rule::TooWeak { .. } => "too_weak",
+            Rule::Unchanged => "unchanged",
         }
     }
 
@@ -53,6 +63,7 @@ impl Rule {
             Rule::TooWeak { score, min_score } => format!(
                 "is too easy to guess (strength {score} of 100, at least {min_score} required)"
             ),
+            Rule::Unchanged => "must differ from the current password".into(),
         }
     }
 }
@@ -88,6 +99,19 @@ impl fmt::Display for Violations {
             write!(f, "{violation}")?;
         }
         Ok(())
+    }
+}
+
+impl Violations {
+    /// The same rules, reported against another request field (a new
+    /// password is `new_password` where the current one is also sent).
+    pub fn for_field(self, field: &'static str) -> Self {
+        Violations(
+            self.0
+                .into_iter()
+                .map(|violation| Violation { field, ..violation })
+                .collect(),
+        )
     }
 }
 

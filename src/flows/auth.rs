@@ -83,15 +83,33 @@ pub async fn sign_in(
     hashing: &HashingPool,
     request: SigninRequest,
 ) -> Result<NewSession, SigninError> {
+    let (username, ip) = (request.username.clone(), request.client.ip);
+    counted_as_sign_in(
+        stores,
+        &username,
+        ip,
+        async || check_password_and_open(stores, hashing, request).await,
+        |err| matches!(err, SigninError::InvalidCredentials),
+    )
+    .await
+}
+
+/// Runs a password check counted as a failed sign-in of `username` from
+/// `ip` (the same budgets for every operation that checks a password), kept
+/// only if the check ends in an error `wrong_password` recognises.
+pub(super) async fn counted_as_sign_in<T, E: From<RateLimitError>>(
+    stores: &Stores,
+    username: &str,
+    ip: IpAddr,
+    check: impl AsyncFnOnce() -> Result<T, E>,
+    wrong_password: impl Fn(&E) -> bool,
+) -> Result<T, E> {
     // Counted as a failure before any password is hashed, so concurrent
     // guesses cannot all slip under the limit, and before a hashing slot
     // is taken, so one client cannot hold them all.
-    let attempt = stores
-        .rate_limits
-        .reserve_signin(&request.username, request.client.ip)
-        .await?;
-    let result = check_password_and_open(stores, hashing, request).await;
-    if !matches!(result, Err(SigninError::InvalidCredentials)) {
+    let attempt = stores.rate_limits.reserve_signin(username, ip).await?;
+    let result = check().await;
+    if !result.as_ref().is_err_and(&wrong_password) {
         // The password was right, or never checked: no failure to count.
         if let Err(err) = stores.rate_limits.refund(attempt).await {
             tracing::warn!(error = %Causes(&err), "could not refund a sign-in attempt");

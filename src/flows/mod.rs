@@ -3,9 +3,14 @@
 //! Each flow returns its own error; `crate::error` maps them to problems and
 //! the CLI prints them.
 
+mod account;
 mod auth;
 mod users;
 
+pub use account::{
+    AccountError, Caller, IssuedReset, PasswordChange, PasswordReset, change_password,
+    delete_account, issue_password_reset, reset_password,
+};
 pub use auth::{
     Origin, RefreshError, Refreshed, RevokeError, SigninError, SigninRequest, SignupError, refresh,
     revoke_session, sign_in, sign_out, sign_out_everywhere, sign_up,
@@ -14,12 +19,14 @@ pub use users::{
     UserOpError, delete_user, disable_user, enable_user, find_user, list_sessions, list_users,
 };
 
+use uuid::Uuid;
+
 use crate::{
     clock::Clock,
     database,
     keyspace::{Keyspace, RedisError},
     rate_limit::RateLimiter,
-    sessions::SessionStore,
+    sessions::{SessionError, SessionStore},
     settings::Settings,
     users::UserStore,
 };
@@ -55,4 +62,23 @@ impl Stores {
             ),
         })
     }
+}
+
+/// A change after which none of the user's sessions may live but `keep`
+/// ("Sessions never outlive the account's state"): the session epoch moves
+/// first, so with Redis down nothing changes; then the database; then the
+/// epoch moves again, for sign-ins that read the epoch after the first move
+/// but the account before the change. If the database fails, the sessions
+/// stay ended and the operation can be retried. Returns the change's result
+/// and how many sessions ended.
+async fn changing_the_account<T, E: From<SessionError>>(
+    stores: &Stores,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    change: impl AsyncFnOnce() -> Result<T, E>,
+) -> Result<(T, u64), E> {
+    let ended = stores.sessions.supersede(user_id, keep).await?;
+    let changed = change().await?;
+    stores.sessions.supersede(user_id, keep).await?;
+    Ok((changed, ended))
 }

@@ -2,7 +2,7 @@
 //! their sessions. Creating a user is [`super::sign_up`] with
 //! [`super::Origin::Operator`].
 
-use super::Stores;
+use super::{Stores, changing_the_account};
 use crate::{
     sessions::{SessionError, SessionInfo},
     users::{User, UserRef, UserStoreError},
@@ -37,7 +37,7 @@ pub async fn disable_user(
     reference: &UserRef,
 ) -> Result<(User, u64), UserOpError> {
     let user = find_user(stores, reference).await?;
-    changing_the_account(stores, user, async |user| {
+    let ((), ended) = changing_the_account(stores, user.id, None, async || {
         if user.disabled_at.is_none() {
             stores
                 .users
@@ -45,9 +45,10 @@ pub async fn disable_user(
                 .await
                 .map_err(vanished_is_gone)?;
         }
-        Ok(())
+        Ok::<_, UserOpError>(())
     })
-    .await
+    .await?;
+    Ok((user, ended))
 }
 
 pub async fn enable_user(stores: &Stores, reference: &UserRef) -> Result<User, UserOpError> {
@@ -63,30 +64,14 @@ pub async fn enable_user(stores: &Stores, reference: &UserRef) -> Result<User, U
 /// Deletes a user and ends every session; how many were live.
 pub async fn delete_user(stores: &Stores, reference: &UserRef) -> Result<(User, u64), UserOpError> {
     let user = find_user(stores, reference).await?;
-    changing_the_account(stores, user, async |user| {
+    let ((), ended) = changing_the_account(stores, user.id, None, async || {
         if stores.users.delete(user.id).await? {
             Ok(())
         } else {
             Err(UserOpError::NoSuchUser)
         }
     })
-    .await
-}
-
-/// A change after which none of the user's sessions may live ("Sessions
-/// never outlive the account's state"): the session epoch moves first, so
-/// with Redis down nothing changes; then the database; then the epoch moves
-/// again, for sign-ins that read the epoch after the first move but the
-/// account before the change. If the database fails, the sessions stay
-/// ended and the operation can be retried. Returns how many were live.
-async fn changing_the_account(
-    stores: &Stores,
-    user: User,
-    change: impl AsyncFnOnce(&User) -> Result<(), UserOpError>,
-) -> Result<(User, u64), UserOpError> {
-    let ended = stores.sessions.supersede(user.id).await?;
-    change(&user).await?;
-    stores.sessions.supersede(user.id).await?;
+    .await?;
     Ok((user, ended))
 }
 
@@ -100,7 +85,7 @@ pub async fn list_sessions(
 }
 
 /// A user deleted between the lookup and the change is simply not there.
-fn vanished_is_gone(err: UserStoreError) -> UserOpError {
+pub(super) fn vanished_is_gone(err: UserStoreError) -> UserOpError {
     match err {
         UserStoreError::NotFound => UserOpError::NoSuchUser,
         other => other.into(),

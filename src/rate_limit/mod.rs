@@ -56,6 +56,7 @@ pub struct RateLimiter {
     signin_failures_per_ip: Limit,
     signups: Limit,
     refreshes: Limit,
+    password_resets: Limit,
     take: Script,
     refund: Script,
 }
@@ -86,6 +87,11 @@ impl RateLimiter {
                 name: "refresh",
                 limit: settings.refreshes_per_session.get(),
                 window: settings.refresh_window,
+            },
+            password_resets: Limit {
+                name: "reset",
+                limit: settings.password_resets_per_ip.get(),
+                window: settings.password_reset_window,
             },
             take: Script::new(include_str!("take.lua")),
             refund: Script::new(include_str!("refund.lua")),
@@ -144,6 +150,13 @@ impl RateLimiter {
         let client = self.subjects.client(ip);
         let counter = self.counter(self.signups, &client, None);
         self.take(&[self.signups], &[counter]).await
+    }
+
+    /// Every attempt to spend a reset token counts, right or wrong.
+    pub async fn hit_password_reset(&self, ip: IpAddr) -> Result<(), RateLimitError> {
+        let client = self.subjects.client(ip);
+        let counter = self.counter(self.password_resets, &client, None);
+        self.take(&[self.password_resets], &[counter]).await
     }
 
     pub async fn hit_refresh(&self, session_id: Uuid) -> Result<(), RateLimitError> {

@@ -12,7 +12,9 @@
 //!   never more than `session.max_per_user` (a sign-in beyond it ends the
 //!   least recently used session);
 //! - `{user id}:epoch`: the user's session epoch, a counter (absent: 0)
-//!   that disabling or deleting the account moves. Each session hash records
+//!   that every account change (disable, delete, password change or reset)
+//!   moves; a password change re-stamps the calling session with the new
+//!   one. Each session hash records
 //!   the epoch it was created in (`ep`); creation, rotation and the liveness
 //!   check compare it with the current one in the same script, so a session
 //!   of an older epoch, or a sign-in that read the epoch before the account
@@ -220,24 +222,31 @@ impl SessionStore {
 
     /// Revokes every session of a user (signing out everywhere); how many were live.
     pub async fn revoke_all(&self, user_id: Uuid) -> Result<u64, SessionError> {
-        self.end_all(user_id, Duration::ZERO).await
+        self.end_all(user_id, Duration::ZERO, None).await
     }
 
-    /// Moves the user's session epoch and revokes every session: after an
-    /// account change, no session from before it, and none whose sign-in
-    /// read the epoch before it, can be created or refreshed.
-    pub async fn supersede(&self, user_id: Uuid) -> Result<u64, SessionError> {
+    /// Moves the user's session epoch and revokes every session but `keep`
+    /// (re-stamped with the new epoch if it was live): after an account
+    /// change, no other session from before it, and none whose sign-in read
+    /// the epoch before it, can be created or refreshed. How many ended.
+    pub async fn supersede(&self, user_id: Uuid, keep: Option<Uuid>) -> Result<u64, SessionError> {
         // Kept as long as a session stamped with it could live.
-        self.end_all(user_id, self.absolute).await
+        self.end_all(user_id, self.absolute, keep).await
     }
 
-    async fn end_all(&self, user_id: Uuid, epoch_lifetime: Duration) -> Result<u64, SessionError> {
+    async fn end_all(
+        &self,
+        user_id: Uuid,
+        epoch_lifetime: Duration,
+        keep: Option<Uuid>,
+    ) -> Result<u64, SessionError> {
         let mut invocation = self.scripts.revoke_all.prepare_invoke();
         invocation
             .key(self.user_index_key(user_id))
             .key(self.epoch_key(user_id))
             .arg(self.session_key_prefix(user_id))
-            .arg(millis(epoch_lifetime));
+            .arg(millis(epoch_lifetime))
+            .arg(keep.map(|id| id.to_string()).unwrap_or_default());
         self.invoke(invocation).await
     }
 

@@ -16,6 +16,8 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 pub const STRONG_PASSWORD: &str = "correct-Horse-battery-9-staple";
+/// Another password that passes the policy, for changes and resets.
+pub const NEW_PASSWORD: &str = "quiet-Lantern-river-7-orchard";
 
 /// A sign-in or refresh response body.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -140,7 +142,12 @@ impl TestApp {
 
     /// Signs an existing user in (with [`STRONG_PASSWORD`]), expecting success.
     pub async fn sign_in_ok(&self, username: &str) -> TokenPair {
-        let response = self.signin(username, STRONG_PASSWORD).await;
+        self.sign_in_ok_with(username, STRONG_PASSWORD).await
+    }
+
+    /// Signs an existing user in with `password`, expecting success.
+    pub async fn sign_in_ok_with(&self, username: &str, password: &str) -> TokenPair {
+        let response = self.signin(username, password).await;
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.expect("token pair")
     }
@@ -189,6 +196,64 @@ impl TestApp {
             .send()
             .await
             .expect("request failed")
+    }
+
+    /// A JSON `POST` with a bearer token.
+    pub async fn post_json_with_token(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request failed")
+    }
+
+    /// `changePassword` as the holder of `access_token`.
+    pub async fn change_password(&self, access_token: &str, current: &str, new: &str) -> Response {
+        self.post_json_with_token(
+            "/v1/me/password",
+            access_token,
+            &json!({"current_password": current, "new_password": new}),
+        )
+        .await
+    }
+
+    /// `deleteAccount` as the holder of `access_token`.
+    pub async fn delete_account(&self, access_token: &str, password: &str) -> Response {
+        self.post_json_with_token(
+            "/v1/me/delete",
+            access_token,
+            &json!({"password": password}),
+        )
+        .await
+    }
+
+    /// `resetPassword`.
+    pub async fn reset_password(&self, reset_token: &str, new_password: &str) -> Response {
+        self.post_json(
+            "/v1/auth/password-reset",
+            &json!({"reset_token": reset_token, "new_password": new_password}),
+        )
+        .await
+    }
+
+    /// A reset token for `username`, issued as `tessera users reset-password`
+    /// issues it (the same flow), valid for `password.reset_ttl_secs`.
+    pub async fn issue_reset(&self, username: &str) -> String {
+        let user = tessera::users::UserRef::Name(
+            tessera::domain::Username::parse(username).expect("a valid username"),
+        );
+        tessera::flows::issue_password_reset(
+            &self.operator().await,
+            &user,
+            self.settings.password.reset_ttl,
+        )
+        .await
+        .expect("issue a reset token")
+        .token
+        .expose()
+        .to_owned()
     }
 
     /// `DELETE /v1/sessions/{id}`.

@@ -1,0 +1,241 @@
+//! The account's lifecycle after sign-up: its owner changes the password or
+//! deletes the account (proving the password again), and an operator issues
+//! a one-time reset token that sets a new one. Each ends the sessions the
+//! contract says it ends, through [`changing_the_account`].
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::{Stores, auth::counted_as_sign_in, changing_the_account, users::vanished_is_gone};
+use crate::{
+    auth::hashing::{HashingError, HashingPool, Verification},
+    domain::{PasswordAttempt, PasswordPolicy, Rule, Violation, Violations},
+    rate_limit::RateLimitError,
+    secrets::{RESET_TOKEN, Revealed},
+    sessions::SessionError,
+    users::{StoredCredentials, User, UserRef, UserStoreError},
+};
+
+use super::{UserOpError, find_user};
+
+/// The request field a new password is reported under.
+const NEW_PASSWORD_FIELD: &str = "new_password";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The caller's account is gone or disabled, or a reset token is
+    /// unknown, spent, expired or voided (the answer never says which).
+    #[error("invalid token")]
+    InvalidToken,
+    /// The current password (or, for delete, the password) is wrong.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("the new password breaks a rule")]
+    Invalid(#[from] Violations),
+    #[error("password hashing")]
+    Hashing(#[from] HashingError),
+    #[error("attempt limit")]
+    RateLimit(#[from] RateLimitError),
+    #[error("the user store")]
+    Users(#[from] UserStoreError),
+    #[error("the session store")]
+    Sessions(#[from] SessionError),
+}
+
+/// A signed-in caller whose session the handler found live.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub ip: IpAddr,
+}
+
+pub struct PasswordChange {
+    pub current: PasswordAttempt,
+    /// Not parsed yet: its rules need the username.
+    pub new: String,
+}
+
+/// Changes the caller's password. Checks in the contract's order: the new
+/// password's rules (no hashing yet), the current password (counted as a
+/// failed sign-in when wrong), then that they differ. Every other session
+/// ends; the caller's stays, re-stamped with the new epoch.
+pub async fn change_password(
+    stores: &Stores,
+    hashing: &HashingPool,
+    policy: &PasswordPolicy,
+    caller: Caller,
+    change: PasswordChange,
+) -> Result<(), AccountError> {
+    let credentials = caller_credentials(stores, caller).await?;
+    let new = policy
+        .parse(change.new, Some(&credentials.user.username))
+        .map_err(|broken| broken.for_field(NEW_PASSWORD_FIELD))?;
+    // Compared now, told only once the current password proved right.
+    let unchanged: bool = new.as_bytes().ct_eq(change.current.as_bytes()).into();
+    let user = confirm_password(stores, hashing, caller, credentials, change.current).await?;
+    if unchanged {
+        return Err(Violations(vec![Violation::new(NEW_PASSWORD_FIELD, Rule::Unchanged)]).into());
+    }
+    let hash = hashing.reserve()?.hash(new).await?;
+    changing_the_account(stores, user.id, Some(caller.session_id), async || {
+        stores
+            .users
+            .change_password(user.id, hash)
+            .await
+            .map_err(caller_vanished)
+    })
+    .await?;
+    Ok(())
+}
+
+/// Deletes the caller's account once the password proves right: the user,
+/// every session and any reset token go, and the username is free again.
+pub async fn delete_account(
+    stores: &Stores,
+    hashing: &HashingPool,
+    caller: Caller,
+    password: PasswordAttempt,
+) -> Result<(), AccountError> {
+    let credentials = caller_credentials(stores, caller).await?;
+    let user = confirm_password(stores, hashing, caller, credentials, password).await?;
+    changing_the_account(stores, user.id, None, async || {
+        if stores.users.delete(user.id).await? {
+            Ok(())
+        } else {
+            Err(AccountError::InvalidToken)
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// A reset token as handed to the operator: shown once.
+pub struct IssuedReset {
+    pub user: User,
+    pub token: Revealed,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Issues a reset token for any user, disabled ones included; it replaces
+/// (voids) the user's earlier one.
+pub async fn issue_password_reset(
+    stores: &Stores,
+    reference: &UserRef,
+    ttl: std::time::Duration,
+) -> Result<IssuedReset, UserOpError> {
+    let user = find_user(stores, reference).await?;
+    let issued = RESET_TOKEN.generate();
+    let expires_at = stores
+        .users
+        .issue_reset_token(user.id, &issued.digest, ttl)
+        .await
+        .map_err(vanished_is_gone)?;
+    Ok(IssuedReset {
+        user,
+        token: issued.text,
+        expires_at,
+    })
+}
+
+pub struct PasswordReset {
+    /// As presented: anything that is not an outstanding reset token is
+    /// answered the same.
+    pub token: String,
+    pub new: String,
+    pub ip: IpAddr,
+}
+
+/// Spends a reset token: the password is set and every session of the user
+/// ends; the account's disabled state and second factor stay as they are.
+/// Every attempt counts against the client's budget, before any lookup.
+pub async fn reset_password(
+    stores: &Stores,
+    hashing: &HashingPool,
+    policy: &PasswordPolicy,
+    reset: PasswordReset,
+) -> Result<(), AccountError> {
+    // Reserved before any I/O, as sign-up does: under overload the refusal
+    // costs no Redis or database call.
+    let slot = hashing.reserve()?;
+    stores.rate_limits.hit_password_reset(reset.ip).await?;
+    let digest = RESET_TOKEN
+        .parse(&reset.token)
+        .ok_or(AccountError::InvalidToken)?;
+    let pending = stores
+        .users
+        .find_reset(&digest)
+        .await?
+        .ok_or(AccountError::InvalidToken)?;
+    // A rule breach leaves the token outstanding, to be tried again.
+    let new = policy
+        .parse(reset.new, Some(&pending.user.username))
+        .map_err(|broken| broken.for_field(NEW_PASSWORD_FIELD))?;
+    let hash = slot.hash(new).await?;
+    changing_the_account(stores, pending.user.id, None, async || {
+        match stores.users.redeem_reset(&pending, hash).await {
+            Ok(true) => Ok(()),
+            // Spent by a concurrent redemption, or voided meanwhile.
+            Ok(false) | Err(UserStoreError::NotFound) => Err(AccountError::InvalidToken),
+            Err(err) => Err(err.into()),
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// The caller's account as stored; gone or disabled, the token proves nothing.
+async fn caller_credentials(
+    stores: &Stores,
+    caller: Caller,
+) -> Result<StoredCredentials, AccountError> {
+    stores
+        .users
+        .find_active_credentials(caller.user_id)
+        .await?
+        .ok_or(AccountError::InvalidToken)
+}
+
+/// The owner proves it is them again: the password is checked through the
+/// same bounded hashing pool and against the same failure budgets as a
+/// sign-in, so a stolen access token is no password-guessing oracle.
+async fn confirm_password(
+    stores: &Stores,
+    hashing: &HashingPool,
+    caller: Caller,
+    credentials: StoredCredentials,
+    attempt: PasswordAttempt,
+) -> Result<User, AccountError> {
+    let StoredCredentials {
+        user,
+        password_hash,
+    } = credentials;
+    let username = user.username.clone();
+    counted_as_sign_in(
+        stores,
+        username.as_str(),
+        caller.ip,
+        async || match hashing
+            .reserve()?
+            .verify(attempt, Some(password_hash))
+            .await?
+        {
+            // An upgraded hash is not stored: the password is about to be
+            // replaced, or the account deleted.
+            Verification::Match { .. } => Ok(user),
+            Verification::Mismatch => Err(AccountError::InvalidCredentials),
+        },
+        |err| matches!(err, AccountError::InvalidCredentials),
+    )
+    .await
+}
+
+fn caller_vanished(err: UserStoreError) -> AccountError {
+    match err {
+        UserStoreError::NotFound => AccountError::InvalidToken,
+        other => other.into(),
+    }
+}
