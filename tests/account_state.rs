@@ -173,3 +173,90 @@ async fn with_redis_down_a_disable_changes_nothing() {
     app.refreshed(&tokens.refresh_token).await;
     app.sign_in_ok(&username).await;
 }
+
+/// The narrowest race, made certain: a sign-in that read the old account and
+/// the once-moved epoch, and opened its session while the operation was still
+/// writing the database. The test holds the user's row locked (PostgreSQL
+/// `FOR NO KEY UPDATE`: updates of the row wait, reads and rows that refer
+/// to it do not), so the operation waits between its first epoch move and its
+/// write; a sign-in with the old password succeeds meanwhile, then the row is
+/// released. The epoch move after the write must end that session.
+async fn a_session_opened_during_the_write_is_ended_after_it(
+    operation: impl AsyncFnOnce(&TestApp, &str),
+) {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    let app = TestApp::with(Backend::Postgres).start().await;
+    let username = unique_username();
+    app.signup(&username, STRONG_PASSWORD).await;
+    let operator = app.operator().await;
+    let user = flows::find_user(&operator, &by_name(&username))
+        .await
+        .unwrap();
+    let epoch_key = format!("{}{{{}}}:epoch", app.key_prefix, user.id);
+    let redis = redis::Client::open(common::redis_url()).unwrap();
+    let mut redis = redis.get_multiplexed_async_connection().await.unwrap();
+
+    let db = app.database().await;
+    let lock = db.begin().await.unwrap();
+    lock.execute_unprepared(&format!(
+        "SELECT id FROM users WHERE username = '{username}' FOR NO KEY UPDATE"
+    ))
+    .await
+    .unwrap();
+    let during = async {
+        // Until the operation has moved the epoch once: it now waits for the row.
+        let mut waited = 0;
+        loop {
+            let epoch: Option<u64> = redis::cmd("GET")
+                .arg(&epoch_key)
+                .query_async(&mut redis)
+                .await
+                .unwrap();
+            if epoch.is_some() {
+                break;
+            }
+            waited += 1;
+            assert!(waited < 500, "the operation never moved the epoch");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let pair = app.sign_in_ok(&username).await;
+        lock.rollback().await.unwrap();
+        pair
+    };
+    let ((), pair) = tokio::join!(operation(&app, &username), during);
+    app.assert_refresh_rejected(&pair.refresh_token).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_opened_during_a_password_change_write_is_ended() {
+    a_session_opened_during_the_write_is_ended_after_it(async |app, username| {
+        let caller = app.sign_in_ok(username).await;
+        let response = app
+            .change_password(&caller.access_token, STRONG_PASSWORD, NEW_PASSWORD)
+            .await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+        app.refreshed(&caller.refresh_token).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_opened_during_a_reset_write_is_ended() {
+    a_session_opened_during_the_write_is_ended_after_it(async |app, username| {
+        let token = app.issue_reset(username).await;
+        let response = app.reset_password(&token, NEW_PASSWORD).await;
+        assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_opened_during_a_disable_write_is_ended() {
+    a_session_opened_during_the_write_is_ended_after_it(async |app, username| {
+        flows::disable_user(&app.operator().await, &by_name(username))
+            .await
+            .unwrap();
+    })
+    .await;
+}
