@@ -46,6 +46,19 @@ async fn tools_installed() {
         .await;
 }
 
+/// Lets a script run the operator CLI (`tessera users reset-password …`)
+/// against `app`: the binary, the repository root to run it from (where
+/// `config/` is), and the server's own configuration.
+fn with_operator_cli<'a>(command: &'a mut Command, app: &TestApp) -> &'a mut Command {
+    command
+        .env("TESSERA_BIN", env!("CARGO_BIN_EXE_tessera"))
+        .env("TESSERA_REPO", repository())
+        .env("TESSERA_ENV", "test")
+        .env("TESSERA__DATABASE__URL", &app.database_url)
+        .env("TESSERA__REDIS__URL", common::redis_url())
+        .env("TESSERA__REDIS__KEY_PREFIX", &app.key_prefix)
+}
+
 /// Runs a script to the end, failing the test with its output unless it exits 0.
 async fn run(name: &str, command: &mut Command, timeout: Duration) {
     let child = command
@@ -76,7 +89,7 @@ async fn a_generated_python_client_drives_the_whole_flow() {
     let python = repository().join("target/ecosystem/venv/bin/python");
     run(
         "python client",
-        Command::new(python)
+        with_operator_cli(&mut Command::new(python), &app)
             .arg(ecosystem_dir().join("python_client.py"))
             .arg(app.url(""))
             .arg(workdir.path()),
@@ -92,7 +105,7 @@ async fn a_generated_typescript_client_typechecks_and_drives_the_whole_flow() {
     let workdir = tempfile::tempdir().unwrap();
     run(
         "typescript client",
-        Command::new("bash")
+        with_operator_cli(&mut Command::new("bash"), &app)
             .arg(ecosystem_dir().join("ts/run.sh"))
             .arg(app.url(""))
             .arg(workdir.path()),

@@ -15,15 +15,19 @@ error_set! {
     DeleteAccountErrors = [MalformedRequest, InvalidToken, MissingBearer, InvalidCredentials, PayloadTooLarge, UnsupportedMediaType, RateLimited, Unavailable];
 }
 
+/// The current password, to prove it is the owner, and the new one.
 #[derive(Object)]
 struct ChangePasswordRequest {
+    /// Checked like a sign-in's: a wrong one counts as a failed sign-in.
     current_password: StrictString,
     /// The sign-up rules apply, and it must differ from the current one.
     new_password: StrictString,
 }
 
+/// The password again, to prove it is the owner.
 #[derive(Object)]
 struct DeleteAccountRequest {
+    /// Checked like a sign-in's: a wrong one counts as a failed sign-in.
     password: StrictString,
 }
 

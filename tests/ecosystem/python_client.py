@@ -6,8 +6,15 @@ Downloads BASE_URL/openapi.json, validates it with openapi-spec-validator,
 generates a client with openapi-python-client into WORKDIR, imports it and
 drives sign-up -> sign-in -> getMe -> listSessions -> refresh -> signout ->
 refresh-after-signout through the generated typed functions only, then checks
-that 401 and 422 answers parse into the generated problem model.
+that 401 and 422 answers parse into the generated problem model. Then it
+changes the password (changePassword) and resets it (resetPassword) with a
+token from the operator CLI, checking which sessions survive each.
 Exits 0 on success, 1 with a message on the first mismatch.
+
+The CLI step needs TESSERA_BIN (the tessera binary), TESSERA_REPO (the
+repository root, its working directory) and the server's configuration as
+TESSERA_ENV, TESSERA__DATABASE__URL, TESSERA__REDIS__URL and
+TESSERA__REDIS__KEY_PREFIX; tests/ecosystem.rs sets them all.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ from typing import Any, NoReturn
 
 PACKAGE = "tessera_client"
 STRONG_PASSWORD = "correct-Horse-battery-9-staple"
+CHANGED_PASSWORD = "quiet-Lantern-river-7-orchard"
+RESET_PASSWORD = "third-Lantern-river-8-orchard"
 WEAK_PASSWORD = "abcabcabcabc"  # scores 45 of 100: too_weak
 PROBLEMS = "https://tessera.dev/problems/"
 
@@ -121,6 +130,35 @@ def expect_problem(response: Any, status: int, code: str, problem_cls: type, wha
     return problem
 
 
+def expect_validation(response: Any, field: str, problem_cls: type, field_error_cls: type,
+                      what: str) -> list[Any]:
+    """The errors of a 422 `validation` problem whose first error is about `field`."""
+    problem = expect_problem(response, 422, "validation", problem_cls, what)
+    errors = problem.errors
+    check(isinstance(errors, list) and errors and all(isinstance(e, field_error_cls) for e in errors),
+          f"{what}: expected errors: list[FieldError], got {errors!r}")
+    check(errors[0].field == field, f"{what}: errors[0].field is {errors[0].field!r}, expected {field!r}")
+    return errors
+
+
+def issue_reset_token(username: str) -> str:
+    """A reset token from the operator CLI: the last line it prints."""
+    command = [os.environ["TESSERA_BIN"], "users", "reset-password", username]
+    step("operator CLI: " + " ".join(command[1:]))
+    try:
+        result = subprocess.run(command, cwd=os.environ["TESSERA_REPO"], env=os.environ,
+                                capture_output=True, check=True, timeout=60)
+    except subprocess.CalledProcessError as error:
+        fail(f"tessera users reset-password exited {error.returncode}: "
+             f"{error.stdout.decode(errors='replace')}{error.stderr.decode(errors='replace')}")
+    lines = result.stdout.decode().strip().splitlines()
+    check(bool(lines), "tessera users reset-password printed nothing")
+    token = lines[-1].strip()
+    check(token.startswith("tsp_") and len(token) == 4 + 43,
+          f"tessera users reset-password: last line {token!r} is not a tsp_ token")
+    return token
+
+
 def run(base_url: str, workdir: Path) -> None:
     document = fetch_document(base_url)
     validate_document(document)
@@ -136,6 +174,8 @@ def run(base_url: str, workdir: Path) -> None:
     signout = importlib.import_module(f"{PACKAGE}.api.auth.signout")
     get_me = importlib.import_module(f"{PACKAGE}.api.account.get_me")
     list_sessions = importlib.import_module(f"{PACKAGE}.api.account.list_sessions")
+    change_password = importlib.import_module(f"{PACKAGE}.api.account.change_password")
+    reset_password = importlib.import_module(f"{PACKAGE}.api.auth.reset_password")
     step(f"imported generated package {PACKAGE} from {workdir}")
 
     Client = client_mod.Client
@@ -147,6 +187,8 @@ def run(base_url: str, workdir: Path) -> None:
     SessionView = models.SessionView
     Problem = models.Problem
     FieldError = models.FieldError
+    ChangePasswordRequest = models.ChangePasswordRequest
+    ResetPasswordRequest = models.ResetPasswordRequest
 
     # Undocumented status codes raise instead of parsing to None.
     client = Client(base_url=base_url, raise_on_unexpected_status=True, timeout=30.0)
@@ -214,6 +256,72 @@ def run(base_url: str, workdir: Path) -> None:
           f"422: expected errors: list[FieldError], got {errors!r}")
     codes = {(e.field, e.code) for e in errors}
     check(("password", "too_weak") in codes, f"422: expected password/too_weak among {sorted(codes)}")
+
+    def refreshed(refresh_token: str, what: str) -> Any:
+        return expect(refresh.sync_detailed(client=client, body=RefreshRequest(refresh_token=refresh_token)),
+                      200, TokenPair, what)
+
+    def refresh_rejected(refresh_token: str, what: str) -> None:
+        expect_problem(refresh.sync_detailed(client=client, body=RefreshRequest(refresh_token=refresh_token)),
+                       401, "invalid_token", Problem, what)
+
+    # --- changePassword: the calling session survives, every other one ends.
+    step("signin twice: the session that changes the password and another one")
+    caller = expect(signin.sync_detailed(client=client, body=credentials), 200, TokenPair, "signin (caller)")
+    other = expect(signin.sync_detailed(client=client, body=credentials), 200, TokenPair, "signin (other)")
+
+    def change(current: str, new: str) -> Any:
+        return change_password.sync_detailed(
+            client=authed(caller.access_token),
+            body=ChangePasswordRequest(current_password=current, new_password=new))
+
+    step("changePassword with a wrong current password -> 401 invalid_credentials")
+    expect_problem(change(STRONG_PASSWORD + "x", CHANGED_PASSWORD), 401, "invalid_credentials", Problem,
+                   "changePassword with a wrong current password")
+
+    step("changePassword to a weak password -> 422 validation (new_password)")
+    errors = expect_validation(change(STRONG_PASSWORD, WEAK_PASSWORD), "new_password", Problem, FieldError,
+                               "changePassword to a weak password")
+    check(errors[0].code == "too_weak", f"changePassword to a weak password: code {errors[0].code!r}")
+
+    step("changePassword to the same password -> 422 validation (unchanged)")
+    errors = expect_validation(change(STRONG_PASSWORD, STRONG_PASSWORD), "new_password", Problem, FieldError,
+                               "changePassword to the same password")
+    check(errors[0].code == "unchanged", f"changePassword to the same password: code {errors[0].code!r}")
+
+    step("changePassword -> 204")
+    expect(change(STRONG_PASSWORD, CHANGED_PASSWORD), 204, None, "changePassword")
+
+    step("refresh the calling session -> 200; the other session -> 401 invalid_token")
+    caller = refreshed(caller.refresh_token, "refresh of the calling session after changePassword")
+    refresh_rejected(other.refresh_token, "refresh of another session after changePassword")
+
+    step("signin with the old password -> 401, with the new one -> 200")
+    expect_problem(signin.sync_detailed(client=client, body=credentials), 401, "invalid_credentials", Problem,
+                   "signin with the old password after changePassword")
+    expect(signin.sync_detailed(client=client, body=Credentials(username=username, password=CHANGED_PASSWORD)),
+           200, TokenPair, "signin with the changed password")
+
+    # --- resetPassword with a token from the operator CLI: every session ends.
+    reset_token = issue_reset_token(username)
+
+    def reset(new: str) -> Any:
+        return reset_password.sync_detailed(
+            client=client, body=ResetPasswordRequest(reset_token=reset_token, new_password=new))
+
+    step("resetPassword to a weak password -> 422 validation (new_password)")
+    expect_validation(reset(WEAK_PASSWORD), "new_password", Problem, FieldError, "resetPassword to a weak password")
+
+    step("resetPassword (the same token, still usable after the 422) -> 204")
+    expect(reset(RESET_PASSWORD), 204, None, "resetPassword")
+
+    step("resetPassword with the spent token -> 401 invalid_token")
+    expect_problem(reset(RESET_PASSWORD), 401, "invalid_token", Problem, "resetPassword with the spent token")
+
+    step("signin with the reset password -> 200; the session from before the reset -> 401 on refresh")
+    expect(signin.sync_detailed(client=client, body=Credentials(username=username, password=RESET_PASSWORD)),
+           200, TokenPair, "signin with the reset password")
+    refresh_rejected(caller.refresh_token, "refresh of a session from before the reset")
 
     step("all checks passed")
 

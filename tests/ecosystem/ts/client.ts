@@ -4,7 +4,12 @@
 // (strict) before running, so a document change that breaks a client fails.
 //
 // Usage (via run.sh): tsx client.ts BASE_URL
+// The reset step runs the operator CLI: it needs TESSERA_BIN (the tessera
+// binary), TESSERA_REPO (the repository root, its working directory) and the
+// server's configuration as TESSERA_ENV, TESSERA__DATABASE__URL,
+// TESSERA__REDIS__URL and TESSERA__REDIS__KEY_PREFIX (tests/ecosystem.rs sets them).
 
+import { execFileSync } from "node:child_process";
 import createClient from "openapi-fetch";
 import type { components, paths } from "./schema";
 
@@ -18,6 +23,8 @@ type Exactly<A, B> =
 function assertType<_T extends true>(): void {}
 
 const STRONG_PASSWORD = "correct-Horse-battery-9-staple";
+const CHANGED_PASSWORD = "quiet-Lantern-river-7-orchard";
+const RESET_PASSWORD = "third-Lantern-river-8-orchard";
 const WEAK_PASSWORD = "abcabcabcabc"; // scores 45 of 100: too_weak
 const PROBLEMS = "https://tessera.dev/problems/";
 
@@ -59,6 +66,51 @@ function expectProblem(
   );
   check(typeof problem.title === "string" && typeof problem.detail === "string", `${what}: title/detail missing`);
   return problem;
+}
+
+/** The errors of a 422 `validation` problem whose first error is about `field`. */
+function expectValidation(
+  response: Response,
+  problem: Problem | undefined,
+  field: string,
+  what: string,
+): FieldError[] {
+  const { errors } = expectProblem(response, problem, 422, "validation", what);
+  check(Array.isArray(errors) && errors.length > 0, `${what}: expected errors, got ${JSON.stringify(errors)}`);
+  const first = errors[0];
+  check(first?.field === field, `${what}: errors[0].field is ${JSON.stringify(first?.field)}, expected ${field}`);
+  return errors;
+}
+
+function requiredEnv(name: string): string {
+  const value = process.env[name];
+  check(value, `${name} is not set (tests/ecosystem.rs sets it)`);
+  return value;
+}
+
+/** A reset token from the operator CLI: the last line it prints. */
+function issueResetToken(username: string): string {
+  const args = ["users", "reset-password", username];
+  step(`operator CLI: ${args.join(" ")}`);
+  let stdout: string;
+  try {
+    stdout = execFileSync(requiredEnv("TESSERA_BIN"), args, {
+      cwd: requiredEnv("TESSERA_REPO"),
+      env: process.env,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: 60_000,
+    });
+  } catch (error) {
+    const { status, stdout: out, stderr } = error as { status?: number | null; stdout?: string; stderr?: string };
+    throw new Mismatch(`tessera users reset-password exited ${status}: ${out ?? ""}${stderr ?? ""}`);
+  }
+  const token = stdout.trim().split("\n").at(-1)?.trim() ?? "";
+  check(
+    /^tsp_[A-Za-z0-9_-]{43}$/.test(token),
+    `tessera users reset-password: last line ${JSON.stringify(token)} is not a tsp_ token`,
+  );
+  return token;
 }
 
 function randomName(): string {
@@ -165,6 +217,103 @@ async function run(baseUrl: string): Promise<void> {
     const codes = errors.map((e) => `${e.field}/${e.code}`);
     check(codes.includes("password/too_weak"), `422: expected password/too_weak among ${codes.join(", ")}`);
   }
+
+  const signIn = async (password: string, what: string) => {
+    const { data, error, response } = await client.POST("/v1/auth/signin", { body: { username, password } });
+    expectStatus(response, 200, what, data ?? error);
+    check(data !== undefined, `${what}: no body`);
+    return data;
+  };
+  const refreshRejected = async (refreshToken: string, what: string) => {
+    const { error, response } = await client.POST("/v1/auth/refresh", { body: { refresh_token: refreshToken } });
+    expectProblem(response, error, 401, "invalid_token", what);
+  };
+
+  // --- changePassword: the calling session survives, every other one ends.
+  step("signin twice: the session that changes the password and another one");
+  let caller = await signIn(STRONG_PASSWORD, "signin (caller)");
+  const other = await signIn(STRONG_PASSWORD, "signin (other)");
+  const change = (current_password: string, new_password: string) =>
+    client.POST("/v1/me/password", {
+      headers: bearer(caller.access_token),
+      body: { current_password, new_password },
+    });
+
+  step("changePassword with a wrong current password -> 401 invalid_credentials");
+  {
+    const { error, response } = await change(STRONG_PASSWORD + "x", CHANGED_PASSWORD);
+    assertType<Exactly<NonNullable<typeof error>, Problem>>();
+    expectProblem(response, error, 401, "invalid_credentials", "changePassword with a wrong current password");
+  }
+
+  step("changePassword to a weak password -> 422 validation (new_password)");
+  {
+    const { error, response } = await change(STRONG_PASSWORD, WEAK_PASSWORD);
+    const errors = expectValidation(response, error, "new_password", "changePassword to a weak password");
+    check(errors[0]?.code === "too_weak", `changePassword to a weak password: code ${errors[0]?.code}`);
+  }
+
+  step("changePassword to the same password -> 422 validation (unchanged)");
+  {
+    const { error, response } = await change(STRONG_PASSWORD, STRONG_PASSWORD);
+    const errors = expectValidation(response, error, "new_password", "changePassword to the same password");
+    check(errors[0]?.code === "unchanged", `changePassword to the same password: code ${errors[0]?.code}`);
+  }
+
+  step("changePassword -> 204");
+  {
+    const { error, response } = await change(STRONG_PASSWORD, CHANGED_PASSWORD);
+    expectStatus(response, 204, "changePassword", error);
+  }
+
+  step("refresh the calling session -> 200; the other session -> 401 invalid_token");
+  {
+    const { data, error, response } = await client.POST("/v1/auth/refresh", {
+      body: { refresh_token: caller.refresh_token },
+    });
+    expectStatus(response, 200, "refresh of the calling session after changePassword", data ?? error);
+    check(data !== undefined, "refresh of the calling session after changePassword: no body");
+    check(data.session_id === caller.session_id, `refresh: session_id ${data.session_id}, expected ${caller.session_id}`);
+    caller = data;
+  }
+  await refreshRejected(other.refresh_token, "refresh of another session after changePassword");
+
+  step("signin with the old password -> 401, with the new one -> 200");
+  {
+    const { error, response } = await client.POST("/v1/auth/signin", {
+      body: { username, password: STRONG_PASSWORD },
+    });
+    expectProblem(response, error, 401, "invalid_credentials", "signin with the old password after changePassword");
+  }
+  await signIn(CHANGED_PASSWORD, "signin with the changed password");
+
+  // --- resetPassword with a token from the operator CLI: every session ends.
+  const resetToken = issueResetToken(username);
+  const reset = (new_password: string) =>
+    client.POST("/v1/auth/password-reset", { body: { reset_token: resetToken, new_password } });
+
+  step("resetPassword to a weak password -> 422 validation (new_password)");
+  {
+    const { error, response } = await reset(WEAK_PASSWORD);
+    assertType<Exactly<NonNullable<typeof error>, Problem>>();
+    expectValidation(response, error, "new_password", "resetPassword to a weak password");
+  }
+
+  step("resetPassword (the same token, still usable after the 422) -> 204");
+  {
+    const { error, response } = await reset(RESET_PASSWORD);
+    expectStatus(response, 204, "resetPassword", error);
+  }
+
+  step("resetPassword with the spent token -> 401 invalid_token");
+  {
+    const { error, response } = await reset(RESET_PASSWORD);
+    expectProblem(response, error, 401, "invalid_token", "resetPassword with the spent token");
+  }
+
+  step("signin with the reset password -> 200; the session from before the reset -> 401 on refresh");
+  await signIn(RESET_PASSWORD, "signin with the reset password");
+  await refreshRejected(caller.refresh_token, "refresh of a session from before the reset");
 
   step("all checks passed");
 }
