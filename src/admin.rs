@@ -37,6 +37,18 @@ pub enum UsersCommand {
     /// Issue a one-time password reset token (printed once, as the last
     /// line); it replaces any earlier one. Works for disabled users too.
     ResetPassword { user: String },
+    /// Remove a user's second factor (a lost device): their sessions and
+    /// pending two-step sign-ins end; they can sign in with the password and
+    /// enrol again.
+    ResetMfa { user: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MfaCommand {
+    /// Re-seal every TOTP secret under the current `mfa.encryption_key`
+    /// (after a rotation; the old key must still be in
+    /// `mfa.previous_encryption_keys`).
+    Reencrypt,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +87,10 @@ pub enum AdminError {
     Signup(SignupError),
     #[error("reading the password from standard input: {0}")]
     Input(#[from] std::io::Error),
+    #[error(
+        "re-sealed {resealed} TOTP secret(s), but {unreadable} open under no configured key (see the log); add the key that sealed them to mfa.previous_encryption_keys"
+    )]
+    Unreadable { resealed: u64, unreadable: u64 },
 }
 
 impl From<UserStoreError> for AdminError {
@@ -170,6 +186,20 @@ pub async fn users(settings: &Settings, command: UsersCommand) -> Result<String,
                 issued.token.expose()
             ))
         }
+        UsersCommand::ResetMfa { user: given } => {
+            let (user, removed, revoked) = flows::reset_mfa(&stores, &user_ref(&given)?)
+                .await
+                .map_err(user_op_error(&given))?;
+            let what = if removed {
+                "removed the second factor of"
+            } else {
+                "no second factor to remove for"
+            };
+            Ok(format!(
+                "{what} {}; {revoked} session(s) revoked",
+                described(&user)
+            ))
+        }
         UsersCommand::Delete { user: given } => {
             let (user, revoked) = flows::delete_user(&stores, &user_ref(&given)?)
                 .await
@@ -177,6 +207,27 @@ pub async fn users(settings: &Settings, command: UsersCommand) -> Result<String,
             Ok(format!(
                 "deleted user {}; {revoked} session(s) revoked",
                 described(&user)
+            ))
+        }
+    }
+}
+
+/// Runs an `mfa` command; the text to print on success.
+pub async fn mfa(settings: &Settings, command: MfaCommand) -> Result<String, AdminError> {
+    let stores = Stores::connect(settings, Clock::system()).await?;
+    match command {
+        MfaCommand::Reencrypt => {
+            let (resealed, unreadable) = flows::reseal_secrets(&stores)
+                .await
+                .map_err(user_op_error(""))?;
+            if unreadable > 0 {
+                return Err(AdminError::Unreadable {
+                    resealed,
+                    unreadable,
+                });
+            }
+            Ok(format!(
+                "re-sealed {resealed} TOTP secret(s) under the current key"
             ))
         }
     }

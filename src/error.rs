@@ -83,6 +83,7 @@ pub enum ProblemKind {
     UnsupportedMediaType,
     Validation,
     RateLimited,
+    MfaLocked,
     Unavailable,
     Internal,
 }
@@ -138,7 +139,7 @@ impl ProblemKind {
                 StatusCode::UNAUTHORIZED,
                 "invalid_credentials",
                 "Invalid credentials",
-                "Unknown user or wrong password (`invalid_credentials`).",
+                "Unknown user, or a wrong password or second-factor code (`invalid_credentials`).",
             ),
             K::NotFound => row(
                 StatusCode::NOT_FOUND,
@@ -188,6 +189,12 @@ impl ProblemKind {
                 "Too many requests",
                 "Rate limited (`rate_limited`); see `Retry-After`.",
             ),
+            K::MfaLocked => row(
+                StatusCode::TOO_MANY_REQUESTS,
+                "mfa_locked",
+                "Second factor locked",
+                "Too many wrong codes in a row: the second factor is locked until an operator resets it or the password is reset (`mfa_locked`).",
+            ),
             K::Unavailable => row(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -209,6 +216,8 @@ impl ProblemKind {
 pub enum Dependency {
     Database,
     Redis,
+    /// The key a user's second-factor secret is sealed under.
+    MfaKey,
 }
 
 impl Dependency {
@@ -216,6 +225,7 @@ impl Dependency {
         match self {
             Dependency::Database => "database",
             Dependency::Redis => "redis",
+            Dependency::MfaKey => "second-factor key",
         }
     }
 }
@@ -246,6 +256,8 @@ pub enum ApiError {
     Validation(Violations),
     #[error("rate limited for {retry_after:?}")]
     RateLimited { retry_after: Duration },
+    #[error("second factor locked")]
+    MfaLocked,
     #[error("overloaded")]
     Overloaded,
     #[error("{} unavailable", .dependency.name())]
@@ -280,6 +292,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => ProblemKind::UnsupportedMediaType,
             ApiError::Validation(_) => ProblemKind::Validation,
             ApiError::RateLimited { .. } => ProblemKind::RateLimited,
+            ApiError::MfaLocked => ProblemKind::MfaLocked,
             ApiError::Overloaded | ApiError::Unavailable { .. } => ProblemKind::Unavailable,
             ApiError::Internal(_) => ProblemKind::Internal,
         }
@@ -316,6 +329,10 @@ impl ApiError {
                 "Too many attempts; retry in {} s.",
                 self.retry_after_secs().unwrap_or(1)
             ),
+            ApiError::MfaLocked => {
+                "Too many wrong codes: the second factor is locked; ask an operator to reset it."
+                    .into()
+            }
             ApiError::Overloaded => {
                 format!("The server is busy; retry in {RETRY_UNAVAILABLE_AFTER_SECS} s.")
             }
@@ -506,7 +523,15 @@ impl From<AccountError> for ApiError {
     fn from(err: AccountError) -> Self {
         match err {
             AccountError::InvalidToken => ApiError::InvalidToken,
-            AccountError::InvalidCredentials => ApiError::InvalidCredentials,
+            AccountError::InvalidCredentials | AccountError::WrongCode => {
+                ApiError::InvalidCredentials
+            }
+            AccountError::MfaLocked => ApiError::MfaLocked,
+            AccountError::Conflict(what) => ApiError::Conflict(what),
+            AccountError::SecretUnreadable => ApiError::Unavailable {
+                dependency: Dependency::MfaKey,
+                source: "no configured mfa.encryption_key opens the user's TOTP secret".into(),
+            },
             AccountError::Invalid(broken) => ApiError::Validation(broken),
             AccountError::Hashing(err) => err.into(),
             AccountError::RateLimit(err) => err.into(),

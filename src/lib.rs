@@ -17,6 +17,7 @@ pub mod error;
 pub mod flows;
 pub mod keyspace;
 pub mod metrics;
+pub mod mfa;
 pub mod middleware;
 pub mod rate_limit;
 pub mod secrets;

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tessera::{
-    admin::{self, SessionsCommand, UsersCommand},
+    admin::{self, MfaCommand, SessionsCommand, UsersCommand},
     app, database,
     settings::Settings,
     telemetry,
@@ -30,6 +30,9 @@ enum Command {
     /// Inspect and revoke a user's refresh sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Maintain second-factor secrets.
+    #[command(subcommand)]
+    Mfa(MfaCommand),
 }
 
 #[tokio::main]
@@ -49,6 +52,7 @@ async fn main() -> ExitCode {
     let result = match command {
         Command::Users(command) => report(admin::users(&settings, command).await),
         Command::Sessions(command) => report(admin::sessions(&settings, command).await),
+        Command::Mfa(command) => report(admin::mfa(&settings, command).await),
         Command::Migrate => {
             telemetry::init(&settings.log);
             database::connect_and_migrate(&settings.database)

@@ -28,6 +28,8 @@ use crate::{
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SigninOutcome {
     Success,
+    /// The right password; the second factor is asked for next.
+    MfaRequired,
     /// Unknown user or wrong password (one outcome: the API does not tell them apart).
     Invalid,
     /// Refused by the failed-sign-in rate limit.
@@ -166,6 +168,7 @@ impl Metrics {
     pub fn signin(&self, outcome: SigninOutcome) {
         let outcome = match outcome {
             SigninOutcome::Success => "success",
+            SigninOutcome::MfaRequired => "mfa_required",
             SigninOutcome::Invalid => "invalid",
             SigninOutcome::Limited => "limited",
             SigninOutcome::Unavailable => "unavailable",

@@ -20,6 +20,8 @@ pub struct SecretKind {
 
 /// Operator-issued password reset tokens.
 pub const RESET_TOKEN: SecretKind = SecretKind { prefix: "tsp_" };
+/// The challenge of a two-step sign-in.
+pub const MFA_TOKEN: SecretKind = SecretKind { prefix: "tsm_" };
 
 /// A secret just generated: the text to show once, and what to store.
 pub struct Issued {

@@ -19,6 +19,7 @@ use serde::Deserialize;
 pub const DEVELOPMENT_JWT_SECRET: &str = "tessera-development-jwt-secret-not-for-production";
 /// The refresh-token key shipped in `config/default.toml`; `production` refuses it.
 pub const DEVELOPMENT_REFRESH_KEY: &str = "tessera-development-refresh-key-not-for-production";
+pub const DEVELOPMENT_MFA_KEY: &str = "tessera-development-mfa-key-not-for-production";
 /// Secrets shorter than this are refused in `production` (256 bits).
 const MIN_PRODUCTION_SECRET_BYTES: usize = 32;
 
@@ -89,6 +90,7 @@ pub struct Settings {
     pub jwt: JwtSettings,
     pub password: PasswordSettings,
     pub rate_limit: RateLimitSettings,
+    pub mfa: MfaSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
 }
@@ -383,12 +385,35 @@ pub struct RateLimitSettings {
     pub refreshes_per_session: NonZeroU64,
     #[serde(rename = "refresh_window_secs", deserialize_with = "seconds")]
     pub refresh_window: Duration,
+    /// Wrong second-factor codes per user (whatever the client) per window.
+    pub mfa_failures: NonZeroU64,
+    #[serde(rename = "mfa_window_secs", deserialize_with = "seconds")]
+    pub mfa_window: Duration,
+    /// Wrong codes in a row, with no right one between, that lock the factor.
+    pub mfa_max_consecutive_failures: NonZeroU32,
     /// Password-reset attempts (spending a reset token) per client IP per window.
     pub password_resets_per_ip: NonZeroU64,
     #[serde(rename = "password_reset_window_secs", deserialize_with = "seconds")]
     pub password_reset_window: Duration,
     /// Per-IP limits count IPv6 clients by this prefix (one host holds a /64).
     pub ipv6_prefix: u8,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MfaSettings {
+    /// Seals TOTP secrets and keys recovery-code hashes.
+    pub encryption_key: Secret,
+    /// Retired keys that still open secrets sealed under them.
+    #[serde(default)]
+    pub previous_encryption_keys: Vec<Secret>,
+    /// The otpauth issuer authenticator apps show.
+    pub issuer: String,
+    /// How long an `mfa_token` from a two-step sign-in lives.
+    #[serde(rename = "challenge_ttl_secs", deserialize_with = "seconds")]
+    pub challenge_ttl: Duration,
+    /// Wrong codes an `mfa_token` survives.
+    pub challenge_max_attempts: NonZeroU32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -463,6 +488,7 @@ impl Settings {
                     .with_list_parse_key("jwt.previous_ed25519_private_key_paths")
                     .with_list_parse_key("server.trusted_proxies")
                     .with_list_parse_key("server.cors_allowed_origins")
+                    .with_list_parse_key("mfa.previous_encryption_keys")
                     .try_parsing(true)
                     .source(Some(variables)),
             )
@@ -568,6 +594,18 @@ impl Settings {
                     )
                 }),
         );
+        secrets.push((
+            "mfa.encryption_key",
+            &self.mfa.encryption_key,
+            Some(DEVELOPMENT_MFA_KEY),
+        ));
+        secrets.extend(self.mfa.previous_encryption_keys.iter().map(|key| {
+            (
+                "mfa.previous_encryption_keys",
+                key,
+                Some(DEVELOPMENT_MFA_KEY),
+            )
+        }));
         secrets.extend(
             self.metrics
                 .token
@@ -832,6 +870,7 @@ mod tests {
                     ("server.bind", "[::]:8080"),
                     ("jwt.secret", strong),
                     ("session.refresh_token_key", strong),
+                    ("mfa.encryption_key", strong),
                     ("jwt.previous_secrets", DEVELOPMENT_JWT_SECRET),
                 ],
             )
@@ -844,6 +883,7 @@ mod tests {
                     ("server.bind", "192.0.2.1:8080"),
                     ("jwt.secret", strong),
                     ("session.refresh_token_key", strong),
+                    ("mfa.encryption_key", strong),
                 ],
             )
             .unwrap();
@@ -857,6 +897,7 @@ mod tests {
         let current = [
             ("jwt.secret", strong),
             ("session.refresh_token_key", strong),
+            ("mfa.encryption_key", strong),
         ];
         for (key, value) in [
             ("jwt.previous_secrets", DEVELOPMENT_JWT_SECRET),
@@ -866,6 +907,8 @@ mod tests {
                 DEVELOPMENT_REFRESH_KEY,
             ),
             ("session.previous_refresh_token_keys", "short-old-key"),
+            ("mfa.previous_encryption_keys", DEVELOPMENT_MFA_KEY),
+            ("mfa.previous_encryption_keys", "short-old-key"),
         ] {
             let mut overrides = current.to_vec();
             overrides.push((key, value));
@@ -963,8 +1006,18 @@ mod tests {
         let err = load(
             "production",
             &[
+                ("jwt.secret", strong),
+                ("session.refresh_token_key", strong),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("mfa.encryption_key"), "{err}");
+        let err = load(
+            "production",
+            &[
                 ("jwt.secret", "short"),
                 ("session.refresh_token_key", strong),
+                ("mfa.encryption_key", strong),
             ],
         )
         .unwrap_err();
@@ -974,6 +1027,7 @@ mod tests {
             &[
                 ("jwt.secret", strong),
                 ("session.refresh_token_key", strong),
+                ("mfa.encryption_key", strong),
                 ("session.cookie_secure", "false"),
             ],
         )
@@ -984,6 +1038,7 @@ mod tests {
             &[
                 ("jwt.secret", strong),
                 ("session.refresh_token_key", strong),
+                ("mfa.encryption_key", strong),
                 ("metrics.token", "short"),
             ],
         )
@@ -994,6 +1049,7 @@ mod tests {
             &[
                 ("jwt.secret", strong),
                 ("session.refresh_token_key", strong),
+                ("mfa.encryption_key", strong),
             ],
         )
         .unwrap();

@@ -286,8 +286,8 @@ impl UserStore {
         }))
     }
 
-    /// Spends a reset token and sets the password it was issued for, in one
-    /// transaction; `false` when the token was no longer outstanding (spent
+    /// Spends a reset token, sets the password it was issued for and
+    /// unlocks a locked second factor, in one transaction; `false` when the token was no longer outstanding (spent
     /// by a concurrent redemption, replaced, voided or expired meanwhile).
     /// The conditional delete decides: of concurrent redemptions, exactly
     /// one deletes the row.
@@ -308,6 +308,9 @@ impl UserStore {
         }
         self.set_new_password(&txn, reset.user.id, password_hash)
             .await?;
+        // A reset is how a user locked out of their second factor by wrong
+        // codes gets back in (the factor itself stays on).
+        crate::mfa::store::unlock(&txn, reset.user.id).await?;
         txn.commit().await?;
         Ok(true)
     }

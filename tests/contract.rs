@@ -49,6 +49,21 @@ const BEYOND_THE_CONTRACT: &[(&str, u16, &str)] = &[
         "refreshes are limited per session (rate_limit.refreshes_per_session); the contract lists 429 among the errors but not for refresh",
     ),
     (
+        "startTotpEnrollment",
+        429,
+        "the password is checked like a sign-in's and counted against the same failure limit, which answers 429",
+    ),
+    (
+        "disableTotp",
+        409,
+        "TOTP is not on: there is no factor to check the code against or to turn off",
+    ),
+    (
+        "regenerateRecoveryCodes",
+        409,
+        "TOTP is not on: recovery codes exist only while it is",
+    ),
+    (
         "revokeSession",
         400,
         "a session id in the path that is not a UUID is a malformed request, as v1.1 says for the admin paths",

@@ -358,6 +358,8 @@ impl StorageConnection {
             .arg(0)
             .arg(MAX_SESSIONS_PER_USER)
             .arg(&self.keys.session_prefix)
+            .arg("p")
+            .arg(0)
             .invoke_async::<i64>(&mut self.redis)
             .await
             .map_err(|err| format!("storage: create: {err}"))?;

@@ -1,4 +1,6 @@
 //! SeaORM entities of Tessera's relational store.
 
+pub mod mfa_factor;
 pub mod password_reset;
+pub mod recovery_code;
 pub mod user;

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_create_users;
 mod m20261125_000002_add_users_disabled_at;
 mod m20261203_000003_account_lifecycle;
+mod m20261203_000004_second_factor;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_create_users::Migration),
             Box::new(m20261125_000002_add_users_disabled_at::Migration),
             Box::new(m20261203_000003_account_lifecycle::Migration),
+            Box::new(m20261203_000004_second_factor::Migration),
         ]
     }
 }

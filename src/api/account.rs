@@ -11,8 +11,8 @@ use crate::{
 };
 
 error_set! {
-    ChangePasswordErrors = [MalformedRequest, InvalidToken, MissingBearer, InvalidCredentials, PayloadTooLarge, UnsupportedMediaType, Validation, RateLimited, Unavailable];
-    DeleteAccountErrors = [MalformedRequest, InvalidToken, MissingBearer, InvalidCredentials, PayloadTooLarge, UnsupportedMediaType, RateLimited, Unavailable];
+    ChangePasswordErrors = [MalformedRequest, InvalidToken, MissingBearer, InvalidCredentials, PayloadTooLarge, UnsupportedMediaType, Validation, RateLimited, MfaLocked, Unavailable];
+    DeleteAccountErrors = [MalformedRequest, InvalidToken, MissingBearer, InvalidCredentials, PayloadTooLarge, UnsupportedMediaType, RateLimited, MfaLocked, Unavailable];
 }
 
 /// The current password, to prove it is the owner, and the new one.
@@ -22,6 +22,8 @@ struct ChangePasswordRequest {
     current_password: StrictString,
     /// The sign-up rules apply, and it must differ from the current one.
     new_password: StrictString,
+    /// Required when the second factor is on: a TOTP or recovery code.
+    code: Option<StrictString>,
 }
 
 /// The password again, to prove it is the owner.
@@ -29,6 +31,8 @@ struct ChangePasswordRequest {
 struct DeleteAccountRequest {
     /// Checked like a sign-in's: a wrong one counts as a failed sign-in.
     password: StrictString,
+    /// Required when the second factor is on: a TOTP or recovery code.
+    code: Option<StrictString>,
 }
 
 #[derive(ApiResponse)]
@@ -66,10 +70,12 @@ impl AccountApi {
         let ChangePasswordRequest {
             current_password,
             new_password,
+            code,
         } = body.0;
         let change = PasswordChange {
             current: PasswordAttempt::new(current_password.0),
             new: new_password.0,
+            code: code.map(|code| code.0),
         };
         flows::change_password(
             &context.stores,
@@ -95,8 +101,17 @@ impl AccountApi {
         body: Json<DeleteAccountRequest>,
     ) -> Result<DeleteAccountResponse, Failure<DeleteAccountErrors>> {
         let caller = live_caller(&context, req, auth).await?;
-        let password = PasswordAttempt::new(body.0.password.0);
-        flows::delete_account(&context.stores, &context.hashing, caller, password).await?;
+        let DeleteAccountRequest { password, code } = body.0;
+        let password = PasswordAttempt::new(password.0);
+        let code = code.map(|code| code.0);
+        flows::delete_account(
+            &context.stores,
+            &context.hashing,
+            caller,
+            password,
+            code.as_deref(),
+        )
+        .await?;
         Ok(DeleteAccountResponse::Deleted(
             context.refresh_cookie.clear(),
         ))
@@ -105,7 +120,7 @@ impl AccountApi {
 
 /// The caller of an account change, its session checked live whatever
 /// `session.check_on_access` says.
-async fn live_caller(
+pub(super) async fn live_caller(
     context: &Context<'_>,
     req: &Request,
     auth: Bearer,

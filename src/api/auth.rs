@@ -7,7 +7,7 @@ use crate::{
     clock::whole_seconds,
     domain::PasswordAttempt,
     error::{ApiError, Failure, error_set},
-    flows::{self, Origin, PasswordReset, SigninRequest},
+    flows::{self, Origin, PasswordReset, SignedIn, SigninRequest},
     metrics::{RefreshOutcome, SigninOutcome},
     sessions::{NewSession, RefreshToken},
 };
@@ -15,6 +15,7 @@ use crate::{
 error_set! {
     SignupErrors = [MalformedRequest, Conflict, PayloadTooLarge, UnsupportedMediaType, Validation, RateLimited, Unavailable];
     SigninErrors = [MalformedRequest, InvalidCredentials, PayloadTooLarge, UnsupportedMediaType, RateLimited, Unavailable];
+    SigninMfaErrors = [MalformedRequest, InvalidCredentials, InvalidToken, PayloadTooLarge, UnsupportedMediaType, RateLimited, MfaLocked, Unavailable];
     RefreshErrors = [MalformedRequest, InvalidToken, PayloadTooLarge, UnsupportedMediaType, RateLimited, Unavailable];
     SignoutErrors = [MalformedRequest, PayloadTooLarge, UnsupportedMediaType, Unavailable];
     SignoutAllErrors = [InvalidToken, MissingBearer, Unavailable];
@@ -28,6 +29,28 @@ struct Credentials {
     username: StrictString,
     /// 12–128 characters; not common, not containing the username, strong enough.
     password: StrictString,
+}
+
+/// The second step of a sign-in.
+#[derive(Object)]
+struct SigninMfaRequest {
+    /// From the `202` answer of sign-in.
+    mfa_token: StrictString,
+    /// 6 digits from the authenticator, or an unused recovery code.
+    code: StrictString,
+}
+
+/// The right password for a user whose second factor is on: send a code
+/// with this token to `signinMfa`.
+#[derive(Object)]
+struct MfaChallengeView {
+    /// `tsm_…`; single use.
+    mfa_token: String,
+    /// Seconds until the token expires.
+    expires_in: u64,
+    /// What `code` may be: `totp`, and `recovery_code` while one is left.
+    /// Later versions may add values; ignore the ones you do not know.
+    methods: Vec<String>,
 }
 
 /// A refresh token in the body; browsers may send `{}` and rely on the cookie.
@@ -60,6 +83,23 @@ struct TokenPair {
     /// Seconds until the session expires if left idle.
     refresh_expires_in: u64,
     session_id: Uuid,
+}
+
+#[derive(ApiResponse)]
+enum SigninResponse {
+    /// A new token pair; the refresh token is also set as an `HttpOnly` cookie.
+    #[oai(status = 200)]
+    Issued(
+        Json<TokenPair>,
+        #[oai(header = "Set-Cookie")] String,
+        #[oai(header = "Cache-Control")] String,
+    ),
+    /// The password is right and the second factor is on: no tokens yet.
+    #[oai(status = 202)]
+    Challenged(
+        Json<MfaChallengeView>,
+        #[oai(header = "Cache-Control")] String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -137,14 +177,15 @@ impl AuthApi {
     /// Sign in
     ///
     /// Answers the same 401 `invalid_credentials`, in the same time, for an
-    /// unknown user and for a wrong password.
+    /// unknown user and for a wrong password. With the second factor on, the
+    /// right password answers 202 with an `mfa_token` for `signinMfa`.
     #[oai(path = "/signin", method = "post", operation_id = "signin")]
     async fn signin(
         &self,
         context: Context<'_>,
         req: &Request,
         body: Json<Credentials>,
-    ) -> Result<TokenResponse, Failure<SigninErrors>> {
+    ) -> Result<SigninResponse, Failure<SigninErrors>> {
         let Credentials { username, password } = body.0;
         let request = SigninRequest {
             username: username.0,
@@ -153,7 +194,48 @@ impl AuthApi {
         };
         let result = flows::sign_in(&context.stores, &context.hashing, request).await;
         context.metrics.signin(SigninOutcome::of(&result));
-        Ok(token_response(&context, result?)?)
+        match result? {
+            SignedIn::Session(session) => {
+                let TokenResponse::Issued(pair, cookie, cache) = token_response(&context, session)?;
+                Ok(SigninResponse::Issued(pair, cookie, cache))
+            }
+            SignedIn::Challenge(challenge) => {
+                let mut methods = vec!["totp".to_owned()];
+                if challenge.recovery_codes_left {
+                    methods.push("recovery_code".to_owned());
+                }
+                let view = MfaChallengeView {
+                    mfa_token: challenge.token.expose().to_owned(),
+                    expires_in: whole_seconds(challenge.expires_in),
+                    methods,
+                };
+                Ok(SigninResponse::Challenged(Json(view), "no-store".into()))
+            }
+        }
+    }
+
+    /// Sign in: the second step
+    ///
+    /// The `mfa_token` of a `202` sign-in and a code (TOTP or an unused
+    /// recovery code) give the token pair and cookie. A wrong code is 401
+    /// `invalid_credentials`; a dead token (spent, expired, too many wrong
+    /// codes, or the account changed) 401 `invalid_token`.
+    #[oai(path = "/signin/mfa", method = "post", operation_id = "signinMfa")]
+    async fn signin_mfa(
+        &self,
+        context: Context<'_>,
+        req: &Request,
+        body: Json<SigninMfaRequest>,
+    ) -> Result<TokenResponse, Failure<SigninMfaErrors>> {
+        let SigninMfaRequest { mfa_token, code } = body.0;
+        let session = flows::sign_in_with_code(
+            &context.stores,
+            &mfa_token.0,
+            &code.0,
+            client_info(&context, req),
+        )
+        .await?;
+        Ok(token_response(&context, session)?)
     }
 
     /// Refresh the token pair
@@ -259,10 +341,11 @@ fn token_response(context: &Context<'_>, session: NewSession) -> Result<TokenRes
     let NewSession {
         token,
         idle_expires_in,
+        auth,
     } = session;
     let access_token = context
         .access_tokens
-        .issue(token.user_id, token.session_id)
+        .issue(token.user_id, token.session_id, auth)
         .map_err(ApiError::internal)?;
     let refresh_token = context.refresh_keys.issue(token);
     let cookie = context.refresh_cookie.set(&refresh_token, idle_expires_in);

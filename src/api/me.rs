@@ -52,11 +52,25 @@ struct SessionView {
     current: bool,
 }
 
+/// The signed-in user, with the state of their second factor.
+#[derive(Object)]
+struct MeView {
+    id: Uuid,
+    /// Lower-cased.
+    username: String,
+    created_at: DateTime<Utc>,
+    /// Whether TOTP is on (sign-in then asks for a code).
+    mfa_enabled: bool,
+    /// Unused recovery codes; `null` while TOTP is off.
+    #[oai(nullable)]
+    recovery_codes_left: Option<u32>,
+}
+
 #[derive(ApiResponse)]
 enum MeResponse {
     /// The signed-in user.
     #[oai(status = 200)]
-    Ok(Json<UserView>),
+    Ok(Json<MeView>),
 }
 
 #[derive(ApiResponse)]
@@ -85,13 +99,19 @@ impl MeApi {
         auth: Bearer,
     ) -> Result<MeResponse, Failure<GetMeErrors>> {
         // A valid token for a user that no longer exists, or was disabled, proves nothing.
-        let user = context
-            .stores
-            .users
-            .find_active(auth.0.user_id)
-            .await?
-            .ok_or(ApiError::InvalidToken)?;
-        Ok(MeResponse::Ok(Json(user.into())))
+        let stores = &context.stores;
+        let (user, factor) = tokio::try_join!(
+            async { stores.users.find_active(auth.0.user_id).await },
+            async { stores.mfa.summary(auth.0.user_id).await },
+        )?;
+        let user = user.ok_or(ApiError::InvalidToken)?;
+        Ok(MeResponse::Ok(Json(MeView {
+            id: user.id,
+            username: user.username.to_string(),
+            created_at: user.created_at,
+            mfa_enabled: factor.enabled,
+            recovery_codes_left: factor.recovery_codes_left,
+        })))
     }
 
     /// The caller's live sessions

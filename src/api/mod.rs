@@ -8,6 +8,7 @@ mod bearer;
 mod client_ip;
 mod cookie;
 mod me;
+mod mfa;
 mod ops;
 mod strict;
 
@@ -51,13 +52,25 @@ enum ApiTags {
     Operations,
 }
 
-type Apis = (auth::AuthApi, me::MeApi, account::AccountApi, ops::OpsApi);
+type Apis = (
+    auth::AuthApi,
+    me::MeApi,
+    account::AccountApi,
+    mfa::MfaApi,
+    ops::OpsApi,
+);
 
 /// The operations and their document. Handlers reach the [`ApiContext`]
 /// through request data, so the document can be built without one.
 pub fn openapi_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (auth::AuthApi, me::MeApi, account::AccountApi, ops::OpsApi),
+        (
+            auth::AuthApi,
+            me::MeApi,
+            account::AccountApi,
+            mfa::MfaApi,
+            ops::OpsApi,
+        ),
         "Tessera",
         env!("CARGO_PKG_VERSION"),
     )

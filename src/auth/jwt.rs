@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     clock::Clock,
+    sessions::SessionAuth,
     settings::{JwtAlgorithm, JwtSettings},
 };
 
@@ -34,7 +35,21 @@ pub struct AccessClaims {
     pub iat: i64,
     pub exp: i64,
     pub jti: Uuid,
+    /// When the session's sign-in was completed (unix seconds). Absent from
+    /// tokens of earlier versions, as the next two are.
+    #[serde(default)]
+    pub auth_time: i64,
+    /// How (RFC 8176): `pwd`, with `otp` and `mfa` after a TOTP code, or
+    /// `mfa` after a recovery code.
+    #[serde(default)]
+    pub amr: Vec<String>,
+    /// RFC 9068 §2.2: the client the token was issued to (Tessera itself).
+    #[serde(default)]
+    pub client_id: String,
 }
+
+/// The `client_id` of every access token Tessera issues.
+pub const CLIENT_ID: &str = "tessera";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -158,6 +173,7 @@ impl AccessTokens {
         &self,
         user_id: Uuid,
         session_id: Uuid,
+        auth: SessionAuth,
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = self.clock.now().timestamp();
         let claims = AccessClaims {
@@ -168,6 +184,14 @@ impl AccessTokens {
             iat: now,
             exp: now + self.ttl.as_secs() as i64,
             jti: Uuid::now_v7(),
+            auth_time: auth.auth_time,
+            amr: auth
+                .method
+                .amr()
+                .iter()
+                .map(|amr| (*amr).to_owned())
+                .collect(),
+            client_id: CLIENT_ID.into(),
         };
         let mut header = Header::new(self.algorithm);
         header.typ = Some(ACCESS_TOKEN_TYPE.into());
@@ -232,6 +256,12 @@ fn public_jwk(signing: &EncodingKey, key: &'static str) -> Result<Jwk, KeyError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mfa::SignInMethod;
+
+    const AUTH: SessionAuth = SessionAuth {
+        method: SignInMethod::Password,
+        auth_time: 0,
+    };
     use crate::settings::Secret;
 
     fn settings(secret: &str, previous: &[&str]) -> JwtSettings {
@@ -260,7 +290,7 @@ mod tests {
         let tokens =
             AccessTokens::from_settings(&settings("one-secret", &[]), Clock::system()).unwrap();
         let (user, session) = (Uuid::now_v7(), Uuid::now_v7());
-        let token = tokens.issue(user, session).unwrap();
+        let token = tokens.issue(user, session, AUTH).unwrap();
         let header = part(&token, 0);
         assert_eq!(header["alg"], "HS256");
         assert_eq!(header["typ"], "at+jwt");
@@ -291,9 +321,9 @@ mod tests {
         let rotated =
             AccessTokens::from_settings(&settings("new-secret", &["old-secret"]), Clock::system())
                 .unwrap();
-        let old_token = old.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        let old_token = old.issue(Uuid::now_v7(), Uuid::now_v7(), AUTH).unwrap();
         assert!(rotated.verify(&old_token).is_ok());
-        let new_token = rotated.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+        let new_token = rotated.issue(Uuid::now_v7(), Uuid::now_v7(), AUTH).unwrap();
         assert!(old.verify(&new_token).is_err());
         let retired =
             AccessTokens::from_settings(&settings("new-secret", &[]), Clock::system()).unwrap();
@@ -308,7 +338,7 @@ mod tests {
         let foreign = AccessTokens::from_settings(&other, Clock::system()).unwrap();
         assert!(
             tokens
-                .verify(&foreign.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap())
+                .verify(&foreign.issue(Uuid::now_v7(), Uuid::now_v7(), AUTH).unwrap())
                 .is_err()
         );
         let mut other = settings("s", &[]);
@@ -316,7 +346,7 @@ mod tests {
         let foreign = AccessTokens::from_settings(&other, Clock::system()).unwrap();
         assert!(
             tokens
-                .verify(&foreign.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap())
+                .verify(&foreign.issue(Uuid::now_v7(), Uuid::now_v7(), AUTH).unwrap())
                 .is_err()
         );
     }
@@ -340,7 +370,7 @@ mod tests {
         fn forged_headers_never_verify(header in "\\PC{0,120}") {
             use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
             let tokens = AccessTokens::from_settings(&settings("s", &[]), Clock::system()).unwrap();
-            let real = tokens.issue(Uuid::now_v7(), Uuid::now_v7()).unwrap();
+            let real = tokens.issue(Uuid::now_v7(), Uuid::now_v7(), AUTH).unwrap();
             let (_, rest) = real.split_once('.').unwrap();
             let forged = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header.as_bytes()));
             proptest::prop_assert!(tokens.verify(&forged).is_err());

@@ -30,6 +30,8 @@ pub enum Rule {
     },
     /// A new password that is the current one.
     Unchanged,
+    /// A second-factor code that is not the right one.
+    InvalidCode,
 }
 
 impl Rule {
@@ -43,6 +45,7 @@ impl Rule {
             Rule::ContainsUsername => "contains_username",
             Rule::TooWeak { .. } => "too_weak",
             Rule::Unchanged => "unchanged",
+            Rule::InvalidCode => "invalid_code",
         }
     }
 
@@ -64,6 +67,7 @@ impl Rule {
                 "is too easy to guess (strength {score} of 100, at least {min_score} required)"
             ),
             Rule::Unchanged => "must differ from the current password".into(),
+            Rule::InvalidCode => "is not a valid code from the authenticator".into(),
         }
     }
 }

@@ -9,7 +9,10 @@ use chrono::{DateTime, Utc};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::{Stores, auth::counted_as_sign_in, changing_the_account, users::vanished_is_gone};
+use super::{
+    Stores, auth::counted_as_sign_in, changing_the_account, mfa::require_code_if_on,
+    users::vanished_is_gone,
+};
 use crate::{
     auth::hashing::{HashingError, HashingPool, Verification},
     domain::{PasswordAttempt, PasswordPolicy, Rule, Violation, Violations},
@@ -33,6 +36,19 @@ pub enum AccountError {
     /// The current password (or, for delete, the password) is wrong.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// A wrong (or missing, or replayed) second-factor code.
+    #[error("wrong second-factor code")]
+    WrongCode,
+    /// Too many wrong codes in a row: only an operator (or a password
+    /// reset) unlocks the factor.
+    #[error("the second factor is locked")]
+    MfaLocked,
+    /// The user's TOTP secret opens under no configured key.
+    #[error("the TOTP secret cannot be opened")]
+    SecretUnreadable,
+    /// The factor is not in the state the operation needs.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
     #[error("the new password breaks a rule")]
     Invalid(#[from] Violations),
     #[error("password hashing")]
@@ -57,11 +73,14 @@ pub struct PasswordChange {
     pub current: PasswordAttempt,
     /// Not parsed yet: its rules need the username.
     pub new: String,
+    /// The second-factor code, required when the factor is on.
+    pub code: Option<String>,
 }
 
 /// Changes the caller's password. Checks in the contract's order: the new
 /// password's rules (no hashing yet), the current password (counted as a
-/// failed sign-in when wrong), then that they differ. Every other session
+/// failed sign-in when wrong), the code when the second factor is on, then
+/// that the passwords differ. Every other session
 /// ends; the caller's stays, re-stamped with the new epoch.
 pub async fn change_password(
     stores: &Stores,
@@ -77,6 +96,7 @@ pub async fn change_password(
     // Compared now, told only once the current password proved right.
     let unchanged: bool = new.as_bytes().ct_eq(change.current.as_bytes()).into();
     let user = confirm_password(stores, hashing, caller, credentials, change.current).await?;
+    require_code_if_on(stores, user.id, change.code.as_deref()).await?;
     if unchanged {
         return Err(Violations(vec![Violation::new(NEW_PASSWORD_FIELD, Rule::Unchanged)]).into());
     }
@@ -92,16 +112,19 @@ pub async fn change_password(
     Ok(())
 }
 
-/// Deletes the caller's account once the password proves right: the user,
-/// every session and any reset token go, and the username is free again.
+/// Deletes the caller's account once the password (and code, when the
+/// second factor is on) prove right: the user, every session, the factor,
+/// its recovery codes and any reset token go, and the username is free again.
 pub async fn delete_account(
     stores: &Stores,
     hashing: &HashingPool,
     caller: Caller,
     password: PasswordAttempt,
+    code: Option<&str>,
 ) -> Result<(), AccountError> {
     let credentials = caller_credentials(stores, caller).await?;
     let user = confirm_password(stores, hashing, caller, credentials, password).await?;
+    require_code_if_on(stores, user.id, code).await?;
     changing_the_account(stores, user.id, None, async || {
         if stores.users.delete(user.id).await? {
             Ok(())
@@ -188,7 +211,7 @@ pub async fn reset_password(
 }
 
 /// The caller's account as stored; gone or disabled, the token proves nothing.
-async fn caller_credentials(
+pub(super) async fn caller_credentials(
     stores: &Stores,
     caller: Caller,
 ) -> Result<StoredCredentials, AccountError> {
@@ -202,7 +225,7 @@ async fn caller_credentials(
 /// The owner proves it is them again: the password is checked through the
 /// same bounded hashing pool and against the same failure budgets as a
 /// sign-in, so a stolen access token is no password-guessing oracle.
-async fn confirm_password(
+pub(super) async fn confirm_password(
     stores: &Stores,
     hashing: &HashingPool,
     caller: Caller,

@@ -1,6 +1,6 @@
 //! Sign-up, sign-in, refresh and sign-out.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, time::Duration};
 
 use uuid::Uuid;
 
@@ -10,8 +10,10 @@ use crate::{
     domain::{NewPassword, PasswordAttempt, Username},
     error::Causes,
     metrics::{RefreshOutcome, SigninOutcome},
+    mfa::SignInMethod,
     rate_limit::RateLimitError,
-    sessions::{ClientInfo, NewSession, RefreshToken, Rotation, SessionError},
+    secrets::{MFA_TOKEN, Revealed},
+    sessions::{ClientInfo, NewSession, RefreshToken, Rotation, SessionAuth, SessionError},
     users::{User, UserStoreError},
 };
 
@@ -77,12 +79,29 @@ pub enum SigninError {
     Sessions(#[from] SessionError),
 }
 
-/// Checks the password (the same work for unknown users) and opens a session.
+/// What a right password gives: a session, or, when the user's second
+/// factor is on, a challenge for the code.
+pub enum SignedIn {
+    Session(NewSession),
+    Challenge(MfaChallenge),
+}
+
+/// The first step of a two-step sign-in.
+pub struct MfaChallenge {
+    /// `tsm_…`, shown once.
+    pub token: Revealed,
+    pub expires_in: Duration,
+    /// Whether an unused recovery code is left (`recovery_code` is offered).
+    pub recovery_codes_left: bool,
+}
+
+/// Checks the password (the same work for unknown users) and opens a
+/// session, or a challenge when the second factor is on.
 pub async fn sign_in(
     stores: &Stores,
     hashing: &HashingPool,
     request: SigninRequest,
-) -> Result<NewSession, SigninError> {
+) -> Result<SignedIn, SigninError> {
     let (username, ip) = (request.username.clone(), request.client.ip);
     counted_as_sign_in(
         stores,
@@ -122,7 +141,7 @@ async fn check_password_and_open(
     stores: &Stores,
     hashing: &HashingPool,
     request: SigninRequest,
-) -> Result<NewSession, SigninError> {
+) -> Result<SignedIn, SigninError> {
     let SigninRequest {
         username,
         password,
@@ -159,18 +178,38 @@ async fn check_password_and_open(
             tracing::warn!(error = %err, "could not store an upgraded password hash");
         }
     }
+    if let Some(factor) = stores.mfa.find(user.id).await?.filter(|f| f.enabled) {
+        // The challenge carries the epoch read before the password check:
+        // the session it leads to is created only if that is still current.
+        let issued = MFA_TOKEN.generate();
+        stores
+            .challenges
+            .create(&issued.digest, user.id, epoch, factor.id)
+            .await?;
+        return Ok(SignedIn::Challenge(MfaChallenge {
+            token: issued.text,
+            expires_in: stores.challenges.ttl(),
+            recovery_codes_left: factor.recovery_codes_left > 0,
+        }));
+    }
+    let auth = SessionAuth {
+        method: SignInMethod::Password,
+        auth_time: stores.clock.now().timestamp(),
+    };
     stores
         .sessions
-        .create(user.id, epoch, client)
+        .create(user.id, epoch, client, auth)
         .await?
+        .map(SignedIn::Session)
         .ok_or(SigninError::Superseded)
 }
 
 impl SigninOutcome {
     /// How a sign-in ended, for the metrics: the one place outcomes are told apart.
-    pub fn of<T>(result: &Result<T, SigninError>) -> Self {
+    pub fn of(result: &Result<SignedIn, SigninError>) -> Self {
         match result {
-            Ok(_) => SigninOutcome::Success,
+            Ok(SignedIn::Session(_)) => SigninOutcome::Success,
+            Ok(SignedIn::Challenge(_)) => SigninOutcome::MfaRequired,
             Err(SigninError::InvalidCredentials | SigninError::Superseded) => {
                 SigninOutcome::Invalid
             }
@@ -220,11 +259,13 @@ pub async fn refresh(
         Rotation::Rotated {
             token,
             idle_expires_in,
+            auth,
             converged,
         } => Ok(Refreshed {
             session: NewSession {
                 token,
                 idle_expires_in,
+                auth,
             },
             converged,
         }),
@@ -303,14 +344,12 @@ pub async fn revoke_session(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::keyspace::RedisError;
 
     #[test]
     fn outages_and_bugs_are_told_apart_in_the_sign_in_outcome() {
-        let outcome = |err: SigninError| SigninOutcome::of::<()>(&Err(err));
+        let outcome = |err: SigninError| SigninOutcome::of(&Err(err));
         assert_eq!(
             outcome(SigninError::InvalidCredentials),
             SigninOutcome::Invalid
@@ -339,7 +378,6 @@ mod tests {
             outcome(SigninError::Hashing(HashingError::Failed("x".into()))),
             SigninOutcome::Error
         );
-        assert_eq!(SigninOutcome::of(&Ok(())), SigninOutcome::Success);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod account;
 mod auth;
+mod mfa;
 mod users;
 
 pub use account::{
@@ -12,8 +13,13 @@ pub use account::{
     delete_account, issue_password_reset, reset_password,
 };
 pub use auth::{
-    Origin, RefreshError, Refreshed, RevokeError, SigninError, SigninRequest, SignupError, refresh,
-    revoke_session, sign_in, sign_out, sign_out_everywhere, sign_up,
+    MfaChallenge, Origin, RefreshError, Refreshed, RevokeError, SignedIn, SigninError,
+    SigninRequest, SignupError, refresh, revoke_session, sign_in, sign_out, sign_out_everywhere,
+    sign_up,
+};
+pub use mfa::{
+    CodeUsed, Enrollment, confirm_totp, disable_totp, regenerate_recovery_codes, reseal_secrets,
+    reset_mfa, sign_in_with_code, start_totp_enrollment,
 };
 pub use users::{
     UserOpError, delete_user, disable_user, enable_user, find_user, list_sessions, list_users,
@@ -25,6 +31,7 @@ use crate::{
     clock::Clock,
     database,
     keyspace::{Keyspace, RedisError},
+    mfa::{ChallengeStore, MfaPolicy, MfaStore},
     rate_limit::RateLimiter,
     sessions::{SessionError, SessionStore},
     settings::Settings,
@@ -37,6 +44,10 @@ pub struct Stores {
     pub users: UserStore,
     pub sessions: SessionStore,
     pub rate_limits: RateLimiter,
+    pub mfa: MfaStore,
+    pub challenges: ChallengeStore,
+    pub mfa_policy: MfaPolicy,
+    pub clock: Clock,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,13 +64,21 @@ impl Stores {
         let db = database::connect_and_migrate(&settings.database).await?;
         let keyspace = Keyspace::new(&settings.redis)?;
         Ok(Stores {
-            users: UserStore::new(db, clock),
+            users: UserStore::new(db.clone(), clock),
+            mfa: MfaStore::new(db, clock),
             sessions: SessionStore::new(keyspace.clone(), &settings.session),
+            challenges: ChallengeStore::new(
+                keyspace.clone(),
+                settings.mfa.challenge_ttl,
+                settings.mfa.challenge_max_attempts.get(),
+            ),
             rate_limits: RateLimiter::new(
                 keyspace,
                 &settings.rate_limit,
                 &settings.session.refresh_token_key,
             ),
+            mfa_policy: MfaPolicy::new(settings),
+            clock,
         })
     }
 }

@@ -40,10 +40,10 @@ struct Limit {
     window: Duration,
 }
 
-/// A sign-in attempt counted as a failure before its password is checked:
-/// kept when the password was wrong, refunded otherwise.
+/// An attempt counted as a failure before its secret (a password, a second-
+/// factor code) is checked: kept when it was wrong, refunded otherwise.
 #[must_use = "a reserved attempt is kept as a failure unless refunded"]
-pub struct SigninAttempt {
+pub struct Attempt {
     /// The counters it was taken from; none while limits are off.
     counters: Vec<String>,
 }
@@ -57,6 +57,7 @@ pub struct RateLimiter {
     signups: Limit,
     refreshes: Limit,
     password_resets: Limit,
+    mfa_failures: Limit,
     take: Script,
     refund: Script,
 }
@@ -93,6 +94,11 @@ impl RateLimiter {
                 limit: settings.password_resets_per_ip.get(),
                 window: settings.password_reset_window,
             },
+            mfa_failures: Limit {
+                name: "mfa",
+                limit: settings.mfa_failures.get(),
+                window: settings.mfa_window,
+            },
             take: Script::new(include_str!("take.lua")),
             refund: Script::new(include_str!("refund.lua")),
         }
@@ -106,9 +112,9 @@ impl RateLimiter {
         &self,
         username: &str,
         ip: IpAddr,
-    ) -> Result<SigninAttempt, RateLimitError> {
+    ) -> Result<Attempt, RateLimitError> {
         if !self.enabled {
-            return Ok(SigninAttempt {
+            return Ok(Attempt {
                 counters: Vec::new(),
             });
         }
@@ -128,11 +134,25 @@ impl RateLimiter {
             &counters,
         )
         .await?;
-        Ok(SigninAttempt { counters })
+        Ok(Attempt { counters })
+    }
+
+    /// Counts a second-factor code check as failed against the user's one
+    /// counter, whatever the client and endpoint, before the code is checked.
+    pub async fn reserve_mfa(&self, user_id: Uuid) -> Result<Attempt, RateLimitError> {
+        if !self.enabled {
+            return Ok(Attempt {
+                counters: Vec::new(),
+            });
+        }
+        let user = self.subjects.mac("mfa-user", user_id.as_bytes());
+        let counters = vec![self.counter(self.mfa_failures, &user, None)];
+        self.take(&[self.mfa_failures], &counters).await?;
+        Ok(Attempt { counters })
     }
 
     /// Gives a reserved attempt back: the password was right, or never checked.
-    pub async fn refund(&self, attempt: SigninAttempt) -> Result<(), RateLimitError> {
+    pub async fn refund(&self, attempt: Attempt) -> Result<(), RateLimitError> {
         if attempt.counters.is_empty() {
             return Ok(());
         }

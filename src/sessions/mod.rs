@@ -4,7 +4,8 @@
 //! Cluster hash slot (the `{user id}` hash tag), so every script touches a
 //! single slot:
 //! - `{user id}:session:{session id}`: a hash (user, created, last used,
-//!   generation, rotation time, absolute expiry, user agent, ip) whose TTL is
+//!   generation, rotation time, absolute expiry, user agent, ip, epoch, how
+//!   and when the sign-in was completed) whose TTL is
 //!   the idle timeout, reset on each refresh and never past the absolute
 //!   lifetime;
 //! - `{user id}:sessions`: a sorted set of the user's session ids scored by
@@ -36,6 +37,7 @@ pub use token::{RefreshToken, RefreshTokenKeys};
 
 use crate::{
     keyspace::{Keyspace, RedisError},
+    mfa::SignInMethod,
     settings::SessionSettings,
 };
 
@@ -47,11 +49,33 @@ pub type SessionError = RedisError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Epoch(u64);
 
-/// A new session's first token generation and how long it lives if left idle.
+impl Epoch {
+    /// An epoch as recorded elsewhere (a sign-in challenge).
+    pub fn new(value: u64) -> Self {
+        Epoch(value)
+    }
+
+    pub fn value(self) -> u64 {
+        self.0
+    }
+}
+
+/// How and when a session's sign-in was completed: what its access tokens
+/// say (`amr`, `auth_time`), refresh after refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionAuth {
+    pub method: SignInMethod,
+    /// Unix seconds.
+    pub auth_time: i64,
+}
+
+/// A session's current token generation, how long it lives if left idle,
+/// and how it was signed in.
 #[derive(Debug, Clone, Copy)]
 pub struct NewSession {
     pub token: RefreshToken,
     pub idle_expires_in: Duration,
+    pub auth: SessionAuth,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +85,7 @@ pub enum Rotation {
     Rotated {
         token: RefreshToken,
         idle_expires_in: Duration,
+        auth: SessionAuth,
         /// The previous token within the grace window: `token` is the
         /// successor an earlier refresh already handed out.
         converged: bool,
@@ -142,6 +167,7 @@ impl SessionStore {
         user_id: Uuid,
         epoch: Epoch,
         client: ClientInfo,
+        auth: SessionAuth,
     ) -> Result<Option<NewSession>, SessionError> {
         let session_id = Uuid::now_v7();
         let mut invocation = self.scripts.create.prepare_invoke();
@@ -157,7 +183,9 @@ impl SessionStore {
             .arg(client.ip.to_string())
             .arg(epoch.0)
             .arg(self.max_per_user)
-            .arg(self.session_key_prefix(user_id));
+            .arg(self.session_key_prefix(user_id))
+            .arg(auth.method.as_stored())
+            .arg(auth.auth_time);
         let idle_ms: i64 = self.invoke(invocation).await?;
         let Ok(idle_ms) = u64::try_from(idle_ms) else {
             return Ok(None);
@@ -169,6 +197,7 @@ impl SessionStore {
                 generation: 0,
             },
             idle_expires_in: Duration::from_millis(idle_ms),
+            auth,
         }))
     }
 
@@ -195,15 +224,19 @@ impl SessionStore {
         let user: String = redis::from_redis_value(field(1))?;
         let generation: u64 = redis::from_redis_value(field(2))?;
         let idle_ms: u64 = redis::from_redis_value(field(3))?;
+        let method: String = redis::from_redis_value(field(4))?;
+        let auth_time: i64 = redis::from_redis_value(field(5))?;
         if user != presented.user_id.to_string() {
             return Err(unexpected("user id"));
         }
+        let method = SignInMethod::from_stored(&method).ok_or_else(|| unexpected("amr"))?;
         Ok(Rotation::Rotated {
             token: RefreshToken {
                 generation,
                 ..presented
             },
             idle_expires_in: Duration::from_millis(idle_ms),
+            auth: SessionAuth { method, auth_time },
             converged,
         })
     }

@@ -4,7 +4,8 @@
 -- expiry), KEYS[3] the user's session epoch (one hash slot)
 -- ARGV: session id, user id, idle timeout (ms), absolute lifetime (ms),
 -- user agent, ip, the epoch the sign-in read, the user's session cap, the
--- user's session key prefix
+-- user's session key prefix, how the sign-in was completed (`amr`, stored
+-- compact), when (unix seconds: `auth_time`)
 -- Returns the ms until the session's idle expiry, or -1 when the epoch moved.
 -- The time comes from Redis, so instances whose clocks differ agree on it.
 local epoch = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -17,7 +18,8 @@ local idle, absolute = tonumber(ARGV[3]), tonumber(ARGV[4])
 local expires = now + math.min(idle, absolute)
 redis.call('HSET', KEYS[1],
   'uid', ARGV[2], 'created', now, 'last_used', now, 'gen', 0, 'rotated', 0,
-  'abs_exp', now + absolute, 'ua', ARGV[5], 'ip', ARGV[6], 'ep', epoch)
+  'abs_exp', now + absolute, 'ua', ARGV[5], 'ip', ARGV[6], 'ep', epoch,
+  'amr', ARGV[10], 'at', ARGV[11])
 redis.call('PEXPIREAT', KEYS[1], expires)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('ZADD', KEYS[2], expires, ARGV[1])

@@ -3,14 +3,15 @@
 -- KEYS[1] session hash, KEYS[2] its user's session index, KEYS[3] the
 -- user's session epoch (one hash slot)
 -- ARGV: session id, presented generation, idle timeout (ms), grace (ms)
--- Returns {status, user id, generation, ms until idle expiry}, or {status}
--- alone when nothing is handed out; status is one of:
+-- Returns {status, user id, generation, ms until idle expiry, amr, auth
+-- time} (the last two as the sign-in stored them, for the access token), or
+-- {status} alone when nothing is handed out; status is one of:
 local ROTATED = 'rotated'     -- the presented token was current
 local CONVERGED = 'converged' -- its predecessor within the grace window: hand back the current one
 local INVALID = 'invalid'     -- unknown, expired or of an older epoch
 local REUSED = 'reused'       -- an older token came back: the session is revoked
 local session, index = KEYS[1], KEYS[2]
-local fields = redis.call('HMGET', session, 'uid', 'gen', 'rotated', 'abs_exp', 'ep')
+local fields = redis.call('HMGET', session, 'uid', 'gen', 'rotated', 'abs_exp', 'ep', 'amr', 'at', 'created')
 if not fields[1] then
   return {INVALID}
 end
@@ -50,4 +51,7 @@ redis.call('PEXPIREAT', session, expires)
 redis.call('ZADD', index, expires, ARGV[1])
 local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', index, last[2])
-return {status, uid, gen, expires - now}
+-- Sessions stored before sign-ins recorded how: a password, at creation.
+local amr = fields[6] or 'p'
+local auth_time = fields[7] or tostring(math.floor(tonumber(fields[8]) / 1000))
+return {status, uid, gen, expires - now, amr, auth_time}
