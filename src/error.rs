@@ -37,7 +37,7 @@ pub struct FieldError {
     /// The request field, e.g. `password`.
     pub field: String,
     /// Stable code: `too_short`, `too_long`, `common`, `contains_username`,
-    /// `too_weak`, `invalid_username`, `unchanged`.
+    /// `too_weak`, `invalid_username`, `unchanged`, `invalid_code`.
     pub code: String,
     /// Human-readable explanation.
     pub message: String,

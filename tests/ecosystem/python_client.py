@@ -8,7 +8,11 @@ drives sign-up -> sign-in -> getMe -> listSessions -> refresh -> signout ->
 refresh-after-signout through the generated typed functions only, then checks
 that 401 and 422 answers parse into the generated problem model. Then it
 changes the password (changePassword) and resets it (resetPassword) with a
-token from the operator CLI, checking which sessions survive each.
+token from the operator CLI, checking which sessions survive each. Last, the
+second factor: TOTP enrolment checked with pyotp (an independent RFC 6238
+implementation), confirmation, the two-step sign-in (202 + signinMfa) with a
+TOTP code and with recovery codes, the `amr` of the access tokens, and
+disabling TOTP again.
 Exits 0 on success, 1 with a message on the first mismatch.
 
 The CLI step needs TESSERA_BIN (the tessera binary), TESSERA_REPO (the
@@ -19,12 +23,15 @@ TESSERA__REDIS__KEY_PREFIX; tests/ecosystem.rs sets them all.
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
+import time
 import traceback
 import urllib.request
 from pathlib import Path
@@ -36,6 +43,7 @@ CHANGED_PASSWORD = "quiet-Lantern-river-7-orchard"
 RESET_PASSWORD = "third-Lantern-river-8-orchard"
 WEAK_PASSWORD = "abcabcabcabc"  # scores 45 of 100: too_weak
 PROBLEMS = "https://tessera.dev/problems/"
+RECOVERY_CODE = re.compile(r"^[0-9a-hjkmnp-tv-z]{4}(-[0-9a-hjkmnp-tv-z]{4}){3}$")
 
 
 class Mismatch(Exception):
@@ -159,6 +167,36 @@ def issue_reset_token(username: str) -> str:
     return token
 
 
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT, decoded without verifying it."""
+    parts = token.split(".")
+    check(len(parts) == 3, f"access token has {len(parts)} parts, expected 3")
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    return json.loads(base64.urlsafe_b64decode(payload))
+
+
+def check_amr(access_token: str, expected: set[str], what: str) -> dict[str, Any]:
+    claims = jwt_claims(access_token)
+    amr = claims.get("amr")
+    check(isinstance(amr, list) and set(amr) == expected and len(amr) == len(expected),
+          f"{what}: amr is {amr!r}, expected {sorted(expected)}")
+    check(claims.get("client_id") == "tessera", f"{what}: client_id is {claims.get('client_id')!r}")
+    auth_time = claims.get("auth_time")
+    check(isinstance(auth_time, int) and not isinstance(auth_time, bool),
+          f"{what}: auth_time is {auth_time!r}, expected an int")
+    return claims
+
+
+def wrong_code(base: str, right_codes: set[str]) -> str:
+    """`base` with one digit changed, and none of `right_codes` (the codes of nearby steps)."""
+    for position in range(len(base)):
+        for digit in "0123456789":
+            candidate = base[:position] + digit + base[position + 1:]
+            if candidate not in right_codes:
+                return candidate
+    fail("no wrong code found")
+
+
 def run(base_url: str, workdir: Path) -> None:
     document = fetch_document(base_url)
     validate_document(document)
@@ -176,6 +214,10 @@ def run(base_url: str, workdir: Path) -> None:
     list_sessions = importlib.import_module(f"{PACKAGE}.api.account.list_sessions")
     change_password = importlib.import_module(f"{PACKAGE}.api.account.change_password")
     reset_password = importlib.import_module(f"{PACKAGE}.api.auth.reset_password")
+    signin_mfa = importlib.import_module(f"{PACKAGE}.api.auth.signin_mfa")
+    start_totp_enrollment = importlib.import_module(f"{PACKAGE}.api.account.start_totp_enrollment")
+    confirm_totp = importlib.import_module(f"{PACKAGE}.api.account.confirm_totp")
+    disable_totp = importlib.import_module(f"{PACKAGE}.api.account.disable_totp")
     step(f"imported generated package {PACKAGE} from {workdir}")
 
     Client = client_mod.Client
@@ -184,11 +226,19 @@ def run(base_url: str, workdir: Path) -> None:
     RefreshRequest = models.RefreshRequest
     TokenPair = models.TokenPair
     UserView = models.UserView
+    MeView = models.MeView
     SessionView = models.SessionView
     Problem = models.Problem
     FieldError = models.FieldError
     ChangePasswordRequest = models.ChangePasswordRequest
     ResetPasswordRequest = models.ResetPasswordRequest
+    PasswordConfirmation = models.PasswordConfirmation
+    TotpEnrollment = models.TotpEnrollment
+    CodeConfirmation = models.CodeConfirmation
+    RecoveryCodes = models.RecoveryCodes
+    MfaChallengeView = models.MfaChallengeView
+    SigninMfaRequest = models.SigninMfaRequest
+    PasswordAndCode = models.PasswordAndCode
 
     # Undocumented status codes raise instead of parsing to None.
     client = Client(base_url=base_url, raise_on_unexpected_status=True, timeout=30.0)
@@ -211,7 +261,7 @@ def run(base_url: str, workdir: Path) -> None:
     session_id = str(pair.session_id)
 
     step("getMe")
-    me = expect(get_me.sync_detailed(client=authed(pair.access_token)), 200, UserView, "getMe")
+    me = expect(get_me.sync_detailed(client=authed(pair.access_token)), 200, MeView, "getMe")
     check(me.username == username and str(me.id) == str(user.id),
           f"getMe: got {me.username!r}/{me.id}, expected {username!r}/{user.id}")
 
@@ -319,9 +369,132 @@ def run(base_url: str, workdir: Path) -> None:
     expect_problem(reset(RESET_PASSWORD), 401, "invalid_token", Problem, "resetPassword with the spent token")
 
     step("signin with the reset password -> 200; the session from before the reset -> 401 on refresh")
-    expect(signin.sync_detailed(client=client, body=Credentials(username=username, password=RESET_PASSWORD)),
-           200, TokenPair, "signin with the reset password")
+    final = Credentials(username=username, password=RESET_PASSWORD)
+    current = expect(signin.sync_detailed(client=client, body=final), 200, TokenPair,
+                     "signin with the reset password")
     refresh_rejected(caller.refresh_token, "refresh of a session from before the reset")
+
+    # --- The second factor: TOTP, checked with pyotp, and recovery codes.
+    import pyotp
+
+    def me_now(token: str, what: str) -> Any:
+        return expect(get_me.sync_detailed(client=authed(token)), 200, MeView, what)
+
+    step("getMe -> mfa_enabled false, recovery_codes_left null")
+    me = me_now(current.access_token, "getMe before TOTP")
+    check(me.mfa_enabled is False, f"getMe before TOTP: mfa_enabled {me.mfa_enabled!r}")
+    check(me.recovery_codes_left is None,
+          f"getMe before TOTP: recovery_codes_left {me.recovery_codes_left!r}, expected None")
+    check_amr(current.access_token, {"pwd"}, "access token of a password sign-in")
+
+    step("startTotpEnrollment -> 200 TotpEnrollment; the otpauth URI checked with pyotp")
+    enrollment = expect(
+        start_totp_enrollment.sync_detailed(client=authed(current.access_token),
+                                            body=PasswordConfirmation(password=RESET_PASSWORD)),
+        200, TotpEnrollment, "startTotpEnrollment")
+    check(re.fullmatch(r"[A-Z2-7]{32}", enrollment.secret) is not None,
+          f"startTotpEnrollment: secret {enrollment.secret!r} is not 32 upper-case base32 characters")
+    totp = pyotp.parse_uri(enrollment.otpauth_uri)
+    check(isinstance(totp, pyotp.TOTP), f"otpauth_uri: pyotp parsed a {type(totp).__name__}, expected TOTP")
+    check(totp.secret == enrollment.secret,
+          f"otpauth_uri: secret {totp.secret!r}, expected {enrollment.secret!r}")
+    check(totp.issuer == "Tessera", f"otpauth_uri: issuer {totp.issuer!r}")
+    check(totp.name == username, f"otpauth_uri: name {totp.name!r}, expected {username!r}")
+    check(totp.digits == 6 and totp.interval == 30,
+          f"otpauth_uri: digits {totp.digits}, interval {totp.interval}")
+    check(totp.digest().name == "sha1", f"otpauth_uri: digest {totp.digest().name}")
+
+    def code_at(step_number: int) -> str:
+        return totp.at(step_number * totp.interval)
+
+    def confirm(code: str) -> Any:
+        return confirm_totp.sync_detailed(client=authed(current.access_token),
+                                          body=CodeConfirmation(code=code))
+
+    # The step the codes are computed for; later TOTP checks use a later step
+    # (the server takes each step once).
+    confirm_step = int(time.time()) // totp.interval
+    step("confirmTotp with a wrong code -> 422 validation (code/invalid_code)")
+    bad = wrong_code(code_at(confirm_step), {code_at(confirm_step + delta) for delta in (-1, 0, 1, 2)})
+    errors = expect_validation(confirm(bad), "code", Problem, FieldError, "confirmTotp with a wrong code")
+    check(errors[0].code == "invalid_code", f"confirmTotp with a wrong code: code {errors[0].code!r}")
+
+    step("confirmTotp with the current code -> 200, 10 recovery codes")
+    codes = expect(confirm(code_at(confirm_step)), 200, RecoveryCodes, "confirmTotp").recovery_codes
+    check(isinstance(codes, list) and len(codes) == 10 and len(set(codes)) == 10,
+          f"confirmTotp: expected 10 distinct recovery codes, got {codes!r}")
+    check(all(isinstance(c, str) and RECOVERY_CODE.fullmatch(c) for c in codes),
+          f"confirmTotp: recovery codes not xxxx-xxxx-xxxx-xxxx Crockford base32: {codes!r}")
+
+    step("getMe -> mfa_enabled true, recovery_codes_left 10")
+    me = me_now(current.access_token, "getMe after confirmTotp")
+    check(me.mfa_enabled is True and me.recovery_codes_left == 10,
+          f"getMe after confirmTotp: mfa_enabled {me.mfa_enabled!r}, recovery_codes_left {me.recovery_codes_left!r}")
+
+    def challenged(what: str) -> Any:
+        response = signin.sync_detailed(client=client, body=final)
+        challenge = expect(response, 202, MfaChallengeView, what)
+        check(isinstance(challenge.mfa_token, str) and challenge.mfa_token.startswith("tsm_"),
+              f"{what}: mfa_token {challenge.mfa_token!r} is not a tsm_ token")
+        check(isinstance(challenge.expires_in, int) and 1 <= challenge.expires_in <= 300,
+              f"{what}: expires_in {challenge.expires_in!r}, expected 1..300")
+        check("totp" in challenge.methods and "recovery_code" in challenge.methods,
+              f"{what}: methods {challenge.methods!r}")
+        check("set-cookie" not in response.headers,
+              f"{what}: a 202 set a cookie: {response.headers.get('set-cookie')!r}")
+        return challenge
+
+    def second_step(mfa_token: str, code: str) -> Any:
+        return signin_mfa.sync_detailed(client=client, body=SigninMfaRequest(mfa_token=mfa_token, code=code))
+
+    step("signin -> 202 MfaChallengeView (no tokens, no cookie)")
+    challenge = challenged("signin with TOTP on")
+
+    step("signinMfa with a wrong code -> 401 invalid_credentials")
+    bad = wrong_code(code_at(confirm_step), {code_at(confirm_step + delta) for delta in (-1, 0, 1, 2)})
+    expect_problem(second_step(challenge.mfa_token, bad), 401, "invalid_credentials", Problem,
+                   "signinMfa with a wrong code")
+
+    step("signinMfa with the next step's TOTP code -> 200; amr pwd+otp+mfa")
+    response = second_step(challenge.mfa_token, code_at(confirm_step + 1))
+    current = expect(response, 200, TokenPair, "signinMfa with a TOTP code")
+    check("set-cookie" in response.headers, "signinMfa: the 200 set no refresh cookie")
+    check(current.token_type == "Bearer", f"signinMfa: token_type {current.token_type!r}")
+    check_amr(current.access_token, {"pwd", "otp", "mfa"}, "access token after a TOTP code")
+
+    # With an unused recovery code: a dead token must not spend it (#1 is used next).
+    step("signinMfa with the spent mfa_token -> 401 invalid_token")
+    expect_problem(second_step(challenge.mfa_token, codes[0]), 401, "invalid_token", Problem,
+                   "signinMfa with a spent mfa_token")
+
+    step("signin -> 202; signinMfa with recovery code #1 -> 200; amr pwd+mfa; 9 left")
+    challenge = challenged("second signin with TOTP on")
+    current = expect(second_step(challenge.mfa_token, codes[0]), 200, TokenPair,
+                     "signinMfa with a recovery code")
+    check_amr(current.access_token, {"pwd", "mfa"}, "access token after a recovery code")
+    me = me_now(current.access_token, "getMe after a recovery code")
+    check(me.mfa_enabled is True and me.recovery_codes_left == 9,
+          f"getMe after a recovery code: mfa_enabled {me.mfa_enabled!r}, "
+          f"recovery_codes_left {me.recovery_codes_left!r}, expected 9")
+
+    step("signin -> 202; signinMfa with the used recovery code #1 -> 401 invalid_credentials")
+    challenge = challenged("third signin with TOTP on")
+    expect_problem(second_step(challenge.mfa_token, codes[0]), 401, "invalid_credentials", Problem,
+                   "signinMfa with a used recovery code")
+
+    step("disableTotp with the password and recovery code #2 -> 204")
+    expect(disable_totp.sync_detailed(client=authed(current.access_token),
+                                      body=PasswordAndCode(password=RESET_PASSWORD, code=codes[1])),
+           204, None, "disableTotp")
+
+    step("signin -> 200 TokenPair again; getMe -> mfa_enabled false")
+    current = expect(signin.sync_detailed(client=client, body=final), 200, TokenPair,
+                     "signin after disableTotp")
+    check_amr(current.access_token, {"pwd"}, "access token after disableTotp")
+    me = me_now(current.access_token, "getMe after disableTotp")
+    check(me.mfa_enabled is False and me.recovery_codes_left is None,
+          f"getMe after disableTotp: mfa_enabled {me.mfa_enabled!r}, "
+          f"recovery_codes_left {me.recovery_codes_left!r}, expected None")
 
     step("all checks passed")
 

@@ -4,17 +4,23 @@
 // (strict) before running, so a document change that breaks a client fails.
 //
 // Usage (via run.sh): tsx client.ts BASE_URL
+// The second-factor steps compute TOTP codes with their own RFC 6238 code
+// (node:crypto HMAC-SHA1, base32 decoding) from the otpauth URI alone.
 // The reset step runs the operator CLI: it needs TESSERA_BIN (the tessera
 // binary), TESSERA_REPO (the repository root, its working directory) and the
 // server's configuration as TESSERA_ENV, TESSERA__DATABASE__URL,
 // TESSERA__REDIS__URL and TESSERA__REDIS__KEY_PREFIX (tests/ecosystem.rs sets them).
 
 import { execFileSync } from "node:child_process";
+import { createHmac } from "node:crypto";
 import createClient from "openapi-fetch";
 import type { components, paths } from "./schema";
 
 type Problem = components["schemas"]["Problem"];
 type FieldError = components["schemas"]["FieldError"];
+type TokenPair = components["schemas"]["TokenPair"];
+type MfaChallengeView = components["schemas"]["MfaChallengeView"];
+type MeView = components["schemas"]["MeView"];
 
 // Compile-time checks that errors are typed from the document: `error` of an
 // operation must be exactly the Problem schema, not `unknown` or `never`.
@@ -27,6 +33,7 @@ const CHANGED_PASSWORD = "quiet-Lantern-river-7-orchard";
 const RESET_PASSWORD = "third-Lantern-river-8-orchard";
 const WEAK_PASSWORD = "abcabcabcabc"; // scores 45 of 100: too_weak
 const PROBLEMS = "https://tessera.dev/problems/";
+const RECOVERY_CODE = /^[0-9a-hjkmnp-tv-z]{4}(-[0-9a-hjkmnp-tv-z]{4}){3}$/;
 
 class Mismatch extends Error {}
 
@@ -80,6 +87,159 @@ function expectValidation(
   const first = errors[0];
   check(first?.field === field, `${what}: errors[0].field is ${JSON.stringify(first?.field)}, expected ${field}`);
   return errors;
+}
+
+/**
+ * The body of a 200 sign-in. openapi-fetch types `data` as the union of the
+ * 2xx bodies (TokenPair | MfaChallengeView), and the status does not narrow
+ * it: the shape does.
+ */
+function tokenPairOf(
+  response: Response,
+  data: TokenPair | MfaChallengeView | undefined,
+  error: Problem | undefined,
+  what: string,
+): TokenPair {
+  expectStatus(response, 200, what, data ?? error);
+  check(data !== undefined && "access_token" in data, `${what}: expected a TokenPair, got ${JSON.stringify(data)}`);
+  check(data.token_type === "Bearer", `${what}: token_type ${data.token_type}`);
+  return data;
+}
+
+/** The body of a 202 sign-in: the second factor is on. */
+function challengeOf(
+  response: Response,
+  data: TokenPair | MfaChallengeView | undefined,
+  error: Problem | undefined,
+  what: string,
+): MfaChallengeView {
+  expectStatus(response, 202, what, data ?? error);
+  check(
+    data !== undefined && "mfa_token" in data,
+    `${what}: expected an MfaChallengeView, got ${JSON.stringify(data)}`,
+  );
+  check(/^tsm_/.test(data.mfa_token), `${what}: mfa_token ${JSON.stringify(data.mfa_token)} is not a tsm_ token`);
+  check(
+    Number.isInteger(data.expires_in) && data.expires_in >= 1 && data.expires_in <= 300,
+    `${what}: expires_in ${data.expires_in}, expected 1..300`,
+  );
+  check(
+    data.methods.includes("totp") && data.methods.includes("recovery_code"),
+    `${what}: methods ${JSON.stringify(data.methods)}`,
+  );
+  check(!response.headers.has("set-cookie"), `${what}: a 202 set a cookie: ${response.headers.get("set-cookie")}`);
+  return data;
+}
+
+// --- RFC 6238 TOTP, independent of the server: HMAC from node:crypto only.
+const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+/** RFC 4648 base32 (upper case, padding optional) to bytes. */
+function base32Decode(text: string): Buffer {
+  const bytes: number[] = [];
+  let buffer = 0;
+  let bits = 0;
+  for (const char of text.replace(/=+$/, "")) {
+    const value = BASE32.indexOf(char);
+    check(value >= 0, `base32: ${JSON.stringify(char)} is not in the alphabet`);
+    buffer = (buffer << 5) | value;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      bytes.push((buffer >>> bits) & 0xff);
+      buffer &= (1 << bits) - 1;
+    }
+  }
+  return Buffer.from(bytes);
+}
+
+/** RFC 4226 HOTP with HMAC-SHA1 and dynamic truncation. */
+function hotp(key: Buffer, counter: number, digits: number): string {
+  const message = Buffer.alloc(8);
+  message.writeBigUInt64BE(BigInt(counter));
+  const mac = createHmac("sha1", key).update(message).digest();
+  const offset = (mac[mac.length - 1] ?? 0) & 0x0f;
+  const binary = mac.readUInt32BE(offset) & 0x7fffffff;
+  return String(binary % 10 ** digits).padStart(digits, "0");
+}
+
+// The implementation against RFC 6238 appendix B (SHA-1, 8 digits).
+{
+  const key = base32Decode("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"); // "12345678901234567890"
+  check(key.toString("ascii") === "12345678901234567890", "base32Decode fails its self-test");
+  const vectors = [
+    [59, "94287082"],
+    [1111111109, "07081804"],
+    [1234567890, "89005924"],
+    [20000000000, "65353130"],
+  ] as const;
+  for (const [time, code] of vectors) {
+    check(hotp(key, Math.floor(time / 30), 8) === code, `hotp fails RFC 6238's vector for T=${time}`);
+  }
+}
+
+interface OtpAuth {
+  issuer: string;
+  name: string;
+  secret: string;
+  algorithm: string;
+  digits: number;
+  period: number;
+}
+
+/** An `otpauth://totp/Issuer:name?secret=…` URI, parsed with URL/URLSearchParams. */
+function parseOtpAuthUri(uri: string): OtpAuth {
+  const url = new URL(uri);
+  check(url.protocol === "otpauth:" && url.host === "totp", `otpauth_uri: not otpauth://totp: ${uri}`);
+  const label = decodeURIComponent(url.pathname.replace(/^\//, ""));
+  const colon = label.indexOf(":");
+  check(colon > 0, `otpauth_uri: label ${JSON.stringify(label)} has no issuer prefix`);
+  const params = url.searchParams;
+  for (const key of ["secret", "issuer", "algorithm", "digits", "period"]) {
+    check(params.getAll(key).length === 1, `otpauth_uri: expected exactly one ${key} parameter: ${uri}`);
+  }
+  const issuer = params.get("issuer") ?? "";
+  check(label.slice(0, colon) === issuer, `otpauth_uri: label issuer ${label.slice(0, colon)} is not ${issuer}`);
+  return {
+    issuer,
+    name: label.slice(colon + 1),
+    secret: params.get("secret") ?? "",
+    algorithm: params.get("algorithm") ?? "",
+    digits: Number(params.get("digits")),
+    period: Number(params.get("period")),
+  };
+}
+
+/** The claims of a JWT, decoded without verifying it. */
+function jwtClaims(token: string): Record<string, unknown> {
+  const parts = token.split(".");
+  check(parts.length === 3, `access token has ${parts.length} parts, expected 3`);
+  return JSON.parse(Buffer.from(parts[1] ?? "", "base64url").toString("utf8")) as Record<string, unknown>;
+}
+
+function checkAmr(accessToken: string, expected: string[], what: string): void {
+  const claims = jwtClaims(accessToken);
+  const amr = claims["amr"];
+  check(
+    Array.isArray(amr) &&
+      amr.length === expected.length &&
+      new Set(amr).size === expected.length &&
+      expected.every((method) => amr.includes(method)),
+    `${what}: amr is ${JSON.stringify(amr)}, expected ${JSON.stringify(expected)} (as a set)`,
+  );
+  check(claims["client_id"] === "tessera", `${what}: client_id is ${JSON.stringify(claims["client_id"])}`);
+  check(Number.isInteger(claims["auth_time"]), `${what}: auth_time is ${JSON.stringify(claims["auth_time"])}`);
+}
+
+/** `base` with one digit changed, and none of `right` (the codes of nearby steps). */
+function wrongCode(base: string, right: string[]): string {
+  for (let position = 0; position < base.length; position++) {
+    for (const digit of "0123456789") {
+      const candidate = base.slice(0, position) + digit + base.slice(position + 1);
+      if (!right.includes(candidate)) return candidate;
+    }
+  }
+  throw new Mismatch("no wrong code found");
 }
 
 function requiredEnv(name: string): string {
@@ -140,22 +300,24 @@ async function run(baseUrl: string): Promise<void> {
     body: credentials,
   });
   assertType<Exactly<NonNullable<typeof signinError>, Problem>>();
-  expectStatus(signinResponse, 200, "signin", pair ?? signinError);
-  check(pair !== undefined, "signin: no body");
-  check(pair.token_type === "Bearer", `signin: token_type ${pair.token_type}`);
-  const sessionId: string = pair.session_id;
+  // 200 and 202 bodies in one union: tokenPairOf / challengeOf narrow it by shape.
+  assertType<Exactly<NonNullable<typeof pair>, TokenPair | MfaChallengeView>>();
+  const signedIn = tokenPairOf(signinResponse, pair, signinError, "signin");
+  check(signinResponse.headers.has("set-cookie"), "signin: the 200 set no refresh cookie");
+  const sessionId: string = signedIn.session_id;
 
   step("getMe");
   {
-    const { data, error, response } = await client.GET("/v1/me", { headers: bearer(pair.access_token) });
+    const { data, error, response } = await client.GET("/v1/me", { headers: bearer(signedIn.access_token) });
     assertType<Exactly<NonNullable<typeof error>, Problem>>();
+    assertType<Exactly<NonNullable<typeof data>, MeView>>();
     expectStatus(response, 200, "getMe", data ?? error);
     check(data?.username === username, `getMe: username ${data?.username}, expected ${username}`);
   }
 
   step("listSessions");
   {
-    const { data, error, response } = await client.GET("/v1/sessions", { headers: bearer(pair.access_token) });
+    const { data, error, response } = await client.GET("/v1/sessions", { headers: bearer(signedIn.access_token) });
     expectStatus(response, 200, "listSessions", data ?? error);
     check(Array.isArray(data), "listSessions: expected an array");
     const current = data.filter((session) => session.current);
@@ -167,12 +329,12 @@ async function run(baseUrl: string): Promise<void> {
 
   step("refresh");
   const { data: renewed, error: refreshError, response: refreshResponse } = await client.POST("/v1/auth/refresh", {
-    body: { refresh_token: pair.refresh_token },
+    body: { refresh_token: signedIn.refresh_token },
   });
   expectStatus(refreshResponse, 200, "refresh", renewed ?? refreshError);
   check(renewed !== undefined, "refresh: no body");
   check(renewed.session_id === sessionId, `refresh: session_id ${renewed.session_id}, expected ${sessionId}`);
-  check(renewed.refresh_token !== pair.refresh_token, "refresh: the refresh token did not rotate");
+  check(renewed.refresh_token !== signedIn.refresh_token, "refresh: the refresh token did not rotate");
 
   step("signout");
   {
@@ -220,9 +382,7 @@ async function run(baseUrl: string): Promise<void> {
 
   const signIn = async (password: string, what: string) => {
     const { data, error, response } = await client.POST("/v1/auth/signin", { body: { username, password } });
-    expectStatus(response, 200, what, data ?? error);
-    check(data !== undefined, `${what}: no body`);
-    return data;
+    return tokenPairOf(response, data, error, what);
   };
   const refreshRejected = async (refreshToken: string, what: string) => {
     const { error, response } = await client.POST("/v1/auth/refresh", { body: { refresh_token: refreshToken } });
@@ -312,8 +472,175 @@ async function run(baseUrl: string): Promise<void> {
   }
 
   step("signin with the reset password -> 200; the session from before the reset -> 401 on refresh");
-  await signIn(RESET_PASSWORD, "signin with the reset password");
+  let current = await signIn(RESET_PASSWORD, "signin with the reset password");
   await refreshRejected(caller.refresh_token, "refresh of a session from before the reset");
+
+  // --- The second factor: TOTP with codes from our own RFC 6238, and recovery codes.
+  const meNow = async (accessToken: string, what: string): Promise<MeView> => {
+    const { data, error, response } = await client.GET("/v1/me", { headers: bearer(accessToken) });
+    expectStatus(response, 200, what, data ?? error);
+    check(data !== undefined, `${what}: no body`);
+    return data;
+  };
+
+  step("getMe -> mfa_enabled false, recovery_codes_left null");
+  {
+    const me = await meNow(current.access_token, "getMe before TOTP");
+    check(
+      me.mfa_enabled === false && me.recovery_codes_left === null,
+      `getMe before TOTP: mfa_enabled ${me.mfa_enabled}, recovery_codes_left ${JSON.stringify(me.recovery_codes_left)}`,
+    );
+    checkAmr(current.access_token, ["pwd"], "access token of a password sign-in");
+  }
+
+  step("startTotpEnrollment -> 200 TotpEnrollment; the otpauth URI parsed with URL");
+  let otp: OtpAuth;
+  {
+    const { data, error, response } = await client.POST("/v1/me/mfa/totp", {
+      headers: bearer(current.access_token),
+      body: { password: RESET_PASSWORD },
+    });
+    assertType<Exactly<NonNullable<typeof error>, Problem>>();
+    assertType<Exactly<NonNullable<typeof data>, components["schemas"]["TotpEnrollment"]>>();
+    expectStatus(response, 200, "startTotpEnrollment", data ?? error);
+    check(data !== undefined, "startTotpEnrollment: no body");
+    check(
+      /^[A-Z2-7]{32}$/.test(data.secret),
+      `startTotpEnrollment: secret ${JSON.stringify(data.secret)} is not 32 upper-case base32 characters`,
+    );
+    otp = parseOtpAuthUri(data.otpauth_uri);
+    check(otp.secret === data.secret, `otpauth_uri: secret ${otp.secret}, expected ${data.secret}`);
+    check(otp.issuer === "Tessera", `otpauth_uri: issuer ${otp.issuer}`);
+    check(otp.name === username, `otpauth_uri: name ${otp.name}, expected ${username}`);
+    check(
+      otp.algorithm === "SHA1" && otp.digits === 6 && otp.period === 30,
+      `otpauth_uri: algorithm ${otp.algorithm}, digits ${otp.digits}, period ${otp.period}`,
+    );
+  }
+  const key = base32Decode(otp.secret);
+  const codeAt = (stepNumber: number) => hotp(key, stepNumber, otp.digits);
+
+  // The step the codes are computed for; later TOTP checks use a later step
+  // (the server takes each step once).
+  const confirmStep = Math.floor(Date.now() / 1000 / otp.period);
+  const nearby = [-1, 0, 1, 2].map((delta) => codeAt(confirmStep + delta));
+  const confirm = (code: string) =>
+    client.POST("/v1/me/mfa/totp/confirm", { headers: bearer(current.access_token), body: { code } });
+
+  step("confirmTotp with a wrong code -> 422 validation (code/invalid_code)");
+  {
+    const { error, response } = await confirm(wrongCode(codeAt(confirmStep), nearby));
+    assertType<Exactly<NonNullable<typeof error>, Problem>>();
+    const errors = expectValidation(response, error, "code", "confirmTotp with a wrong code");
+    check(errors[0]?.code === "invalid_code", `confirmTotp with a wrong code: code ${errors[0]?.code}`);
+  }
+
+  step("confirmTotp with the current code -> 200, 10 recovery codes");
+  let recoveryCodes: string[];
+  {
+    const { data, error, response } = await confirm(codeAt(confirmStep));
+    assertType<Exactly<NonNullable<typeof data>, components["schemas"]["RecoveryCodes"]>>();
+    expectStatus(response, 200, "confirmTotp", data ?? error);
+    check(data !== undefined, "confirmTotp: no body");
+    recoveryCodes = data.recovery_codes;
+    check(
+      recoveryCodes.length === 10 && new Set(recoveryCodes).size === 10,
+      `confirmTotp: expected 10 distinct recovery codes, got ${JSON.stringify(recoveryCodes)}`,
+    );
+    check(
+      recoveryCodes.every((code) => RECOVERY_CODE.test(code)),
+      `confirmTotp: recovery codes not xxxx-xxxx-xxxx-xxxx Crockford base32: ${JSON.stringify(recoveryCodes)}`,
+    );
+  }
+  const [firstRecoveryCode, secondRecoveryCode] = recoveryCodes;
+  check(firstRecoveryCode !== undefined && secondRecoveryCode !== undefined, "confirmTotp: no recovery codes");
+
+  step("getMe -> mfa_enabled true, recovery_codes_left 10");
+  {
+    const me = await meNow(current.access_token, "getMe after confirmTotp");
+    check(
+      me.mfa_enabled === true && me.recovery_codes_left === 10,
+      `getMe after confirmTotp: mfa_enabled ${me.mfa_enabled}, recovery_codes_left ${me.recovery_codes_left}`,
+    );
+  }
+
+  const challenged = async (what: string): Promise<MfaChallengeView> => {
+    const { data, error, response } = await client.POST("/v1/auth/signin", {
+      body: { username, password: RESET_PASSWORD },
+    });
+    return challengeOf(response, data, error, what);
+  };
+  const secondStep = (mfa_token: string, code: string) =>
+    client.POST("/v1/auth/signin/mfa", { body: { mfa_token, code } });
+
+  step("signin -> 202 MfaChallengeView (no tokens, no cookie)");
+  let challenge = await challenged("signin with TOTP on");
+
+  step("signinMfa with a wrong code -> 401 invalid_credentials");
+  {
+    const { data, error, response } = await secondStep(challenge.mfa_token, wrongCode(codeAt(confirmStep), nearby));
+    assertType<Exactly<NonNullable<typeof error>, Problem>>();
+    assertType<Exactly<NonNullable<typeof data>, TokenPair>>();
+    expectProblem(response, error, 401, "invalid_credentials", "signinMfa with a wrong code");
+  }
+
+  step("signinMfa with the next step's TOTP code -> 200; amr pwd+otp+mfa");
+  {
+    const { data, error, response } = await secondStep(challenge.mfa_token, codeAt(confirmStep + 1));
+    current = tokenPairOf(response, data, error, "signinMfa with a TOTP code");
+    check(response.headers.has("set-cookie"), "signinMfa: the 200 set no refresh cookie");
+    checkAmr(current.access_token, ["pwd", "otp", "mfa"], "access token after a TOTP code");
+  }
+
+  // With an unused recovery code: a dead token must not spend it (#1 is used next).
+  step("signinMfa with the spent mfa_token -> 401 invalid_token");
+  {
+    const { error, response } = await secondStep(challenge.mfa_token, firstRecoveryCode);
+    expectProblem(response, error, 401, "invalid_token", "signinMfa with a spent mfa_token");
+  }
+
+  step("signin -> 202; signinMfa with recovery code #1 -> 200; amr pwd+mfa; 9 left");
+  challenge = await challenged("second signin with TOTP on");
+  {
+    const { data, error, response } = await secondStep(challenge.mfa_token, firstRecoveryCode);
+    current = tokenPairOf(response, data, error, "signinMfa with a recovery code");
+    checkAmr(current.access_token, ["pwd", "mfa"], "access token after a recovery code");
+    const me = await meNow(current.access_token, "getMe after a recovery code");
+    check(
+      me.mfa_enabled === true && me.recovery_codes_left === 9,
+      `getMe after a recovery code: mfa_enabled ${me.mfa_enabled}, ` +
+        `recovery_codes_left ${me.recovery_codes_left}, expected 9`,
+    );
+  }
+
+  step("signin -> 202; signinMfa with the used recovery code #1 -> 401 invalid_credentials");
+  challenge = await challenged("third signin with TOTP on");
+  {
+    const { error, response } = await secondStep(challenge.mfa_token, firstRecoveryCode);
+    expectProblem(response, error, 401, "invalid_credentials", "signinMfa with a used recovery code");
+  }
+
+  step("disableTotp with the password and recovery code #2 -> 204");
+  {
+    const { error, response } = await client.POST("/v1/me/mfa/totp/disable", {
+      headers: bearer(current.access_token),
+      body: { password: RESET_PASSWORD, code: secondRecoveryCode },
+    });
+    assertType<Exactly<NonNullable<typeof error>, Problem>>();
+    expectStatus(response, 204, "disableTotp", error);
+  }
+
+  step("signin -> 200 TokenPair again; getMe -> mfa_enabled false");
+  current = await signIn(RESET_PASSWORD, "signin after disableTotp");
+  checkAmr(current.access_token, ["pwd"], "access token after disableTotp");
+  {
+    const me = await meNow(current.access_token, "getMe after disableTotp");
+    check(
+      me.mfa_enabled === false && me.recovery_codes_left === null,
+      `getMe after disableTotp: mfa_enabled ${me.mfa_enabled}, ` +
+        `recovery_codes_left ${JSON.stringify(me.recovery_codes_left)}`,
+    );
+  }
 
   step("all checks passed");
 }
