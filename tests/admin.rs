@@ -210,7 +210,26 @@ async fn users_reset_password_prints_a_token_that_resets_the_password(backend: B
     assert!(stderr.contains("no user nobody-here"), "{stderr}");
 }
 
+/// `users reset-mfa` and `mfa reencrypt` run against the server's storage.
+async fn the_second_factor_commands_run(backend: Backend) {
+    let app = TestApp::with(backend).start().await;
+    let (username, tokens) = app.new_session().await;
+    let output = ok(&app, &["users", "reset-mfa", &username]);
+    assert!(
+        output.starts_with(&format!("no second factor to remove for {username} (")),
+        "{output}"
+    );
+    assert!(output.contains("1 session(s) revoked"), "{output}");
+    app.assert_refresh_rejected(&tokens.refresh_token).await;
+    let output = ok(&app, &["mfa", "reencrypt"]);
+    assert_eq!(
+        output.trim(),
+        "re-sealed 0 TOTP secret(s) under the current key"
+    );
+}
+
 on_both_backends!(
+    the_second_factor_commands_run,
     users_create_list_disable_enable_delete,
     sessions_revoke_without_an_id_revokes_them_all,
     users_reset_password_prints_a_token_that_resets_the_password,

@@ -841,3 +841,48 @@ async fn a_rotated_key_still_opens_and_reencrypt_reseals() {
     )
     .await;
 }
+
+/// A pending secret lives 10 minutes and a new enrolment replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_secret_is_replaced_and_expires_after_ten_minutes() {
+    let app = MfaApp::start(TestApp::with(Backend::Sqlite)).await;
+    let (_, tokens) = app.new_session().await;
+    let start = || async {
+        let started: Value = post(
+            &app,
+            "/v1/me/mfa/totp",
+            &tokens.access_token,
+            json!({"password": STRONG_PASSWORD}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        started["secret"].as_str().unwrap().to_owned()
+    };
+    let first = start().await;
+    let second = start().await;
+    assert_ne!(first, second);
+    let confirm = |app: &TestApp, code: String| {
+        let app = app.client.post(app.url("/v1/me/mfa/totp/confirm"));
+        app.bearer_auth(&tokens.access_token)
+            .json(&json!({"code": code}))
+            .send()
+    };
+    let replaced = confirm(&app, app.code(&first, 0)).await.unwrap();
+    assert_problem(replaced, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
+    // Eleven minutes later (a second instance whose clock is ahead), the
+    // pending secret is gone.
+    let later = MfaApp {
+        offset: app.offset + TimeDelta::minutes(11),
+        app: TestApp::with(Backend::Sqlite)
+            .clock(Clock::skewed(app.offset + TimeDelta::minutes(11)))
+            .sharing_storage_of(&app)
+            .start()
+            .await,
+    };
+    let expired = confirm(&later, later.code(&second, 0)).await.unwrap();
+    assert_problem(expired, StatusCode::CONFLICT, "conflict").await;
+    let confirmed = confirm(&app, app.code(&second, 0)).await.unwrap();
+    assert_eq!(confirmed.status(), StatusCode::OK);
+}
