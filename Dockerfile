@@ -3,6 +3,7 @@
 # Tessera server image.
 #   docker build -t tessera .
 #   docker run -p 8080:8080 -e TESSERA__JWT__SECRET=… -e TESSERA__SESSION__REFRESH_TOKEN_KEY=… \
+#     -e TESSERA__MFA__ENCRYPTION_KEY=… \
 #     -e TESSERA__DATABASE__URL=postgres://… -e TESSERA__REDIS__URL=redis://… tessera
 # See docs/deploy.md. Needs BuildKit (the default builder since Docker 23) for the cache mounts.
 
@@ -39,8 +40,9 @@ COPY --from=builder /usr/local/bin/tessera /app/tessera
 COPY config/ /app/config/
 RUN mkdir /app/data && chown 10001:10001 /app/data
 
-# production refuses to start without TESSERA__JWT__SECRET and
-# TESSERA__SESSION__REFRESH_TOKEN_KEY (32+ random bytes each): pass them at run time.
+# production refuses to start without TESSERA__JWT__SECRET,
+# TESSERA__SESSION__REFRESH_TOKEN_KEY and TESSERA__MFA__ENCRYPTION_KEY (32+
+# random bytes each): pass them at run time.
 ENV TESSERA_ENV=production \
     TESSERA__SERVER__BIND=0.0.0.0:8080 \
     TESSERA__METRICS__BIND=0.0.0.0:9464
