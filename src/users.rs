@@ -4,14 +4,14 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use entity::{password_reset, user};
+use entity::{mfa_factor, password_reset, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, QueryFilter, QueryOrder, Select, SqlErr, TransactionTrait, sea_query::OnConflict,
 };
 use uuid::Uuid;
 
-use crate::{clock::Clock, domain::Username, secrets::SecretDigest};
+use crate::{clock::Clock, domain::Username, mfa::FactorSummary, secrets::SecretDigest};
 
 /// A user as the rest of the server sees it; the hash stays in here unless asked for.
 #[derive(Debug, Clone)]
@@ -133,6 +133,30 @@ impl UserStore {
             )
             .await?;
         Ok(model.map(StoredCredentials::from))
+    }
+
+    /// An enabled user and the state of their second factor, in one query
+    /// (what `/v1/me` shows).
+    pub async fn find_active_with_factor(
+        &self,
+        id: Uuid,
+    ) -> Result<Option<(User, FactorSummary)>, UserStoreError> {
+        let found = user::Entity::find_by_id(id)
+            .filter(user::Column::DisabledAt.is_null())
+            .find_also_related(mfa_factor::Entity)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .next();
+        Ok(found.map(|(user, factor)| {
+            let factor = factor.filter(|factor| factor.enabled_at.is_some());
+            let summary = FactorSummary {
+                enabled: factor.is_some(),
+                recovery_codes_left: factor
+                    .map(|factor| u32::try_from(factor.recovery_codes_left).unwrap_or(0)),
+            };
+            (user.into(), summary)
+        }))
     }
 
     /// The credentials of an enabled user, by id: for re-checking the

@@ -22,6 +22,15 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(has_one = "super::mfa_factor::Entity")]
+    MfaFactor,
+}
+
+impl Related<super::mfa_factor::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::MfaFactor.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

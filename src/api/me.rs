@@ -99,12 +99,12 @@ impl MeApi {
         auth: Bearer,
     ) -> Result<MeResponse, Failure<GetMeErrors>> {
         // A valid token for a user that no longer exists, or was disabled, proves nothing.
-        let stores = &context.stores;
-        let (user, factor) = tokio::try_join!(
-            async { stores.users.find_active(auth.0.user_id).await },
-            async { stores.mfa.summary(auth.0.user_id).await },
-        )?;
-        let user = user.ok_or(ApiError::InvalidToken)?;
+        let (user, factor) = context
+            .stores
+            .users
+            .find_active_with_factor(auth.0.user_id)
+            .await?
+            .ok_or(ApiError::InvalidToken)?;
         Ok(MeResponse::Ok(Json(MeView {
             id: user.id,
             username: user.username.to_string(),

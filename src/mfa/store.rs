@@ -57,14 +57,6 @@ impl MfaStore {
         Ok(model.map(Factor::from))
     }
 
-    pub async fn summary(&self, user_id: Uuid) -> Result<FactorSummary, UserStoreError> {
-        let factor = self.find(user_id).await?.filter(|factor| factor.enabled);
-        Ok(FactorSummary {
-            enabled: factor.is_some(),
-            recovery_codes_left: factor.map(|factor| factor.recovery_codes_left),
-        })
-    }
-
     /// Stores a new pending secret, replacing a pending one; `false` (and
     /// nothing changed) when the user's factor is on.
     pub async fn start_pending(
