@@ -79,17 +79,22 @@ async fn post(app: &TestApp, path: &str, token: &str, body: Value) -> Response {
     app.post_json_with_token(path, token, &body).await
 }
 
-async fn enrol(app: &MfaApp) -> Enrolled {
-    let (username, tokens) = app.new_session().await;
+/// `startTotpEnrollment` with the right password: its answer.
+async fn start_enrolment(app: &TestApp, access_token: &str) -> Value {
     let started = post(
         app,
         "/v1/me/mfa/totp",
-        &tokens.access_token,
+        access_token,
         json!({"password": STRONG_PASSWORD}),
     )
     .await;
     assert_eq!(started.status(), StatusCode::OK);
-    let started: Value = started.json().await.unwrap();
+    started.json().await.unwrap()
+}
+
+async fn enrol(app: &MfaApp) -> Enrolled {
+    let (username, tokens) = app.new_session().await;
+    let started = start_enrolment(app, &tokens.access_token).await;
     let secret = started["secret"].as_str().unwrap().to_owned();
     let confirmed = post(
         app,
@@ -177,16 +182,7 @@ async fn enrolment_then_a_two_step_sign_in(backend: Backend) {
     )
     .await;
     assert_problem(wrong, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
-    let started: Value = post(
-        &app,
-        "/v1/me/mfa/totp",
-        &tokens.access_token,
-        json!({"password": STRONG_PASSWORD}),
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let started = start_enrolment(&app, &tokens.access_token).await;
     let secret = started["secret"].as_str().unwrap();
     assert_eq!(secret.len(), 32);
     assert_eq!(
@@ -329,12 +325,7 @@ async fn enrolment_then_a_two_step_sign_in(backend: Backend) {
     );
 
     // Wrong password with TOTP on: v1's 401, no challenge.
-    assert_problem(
-        app.signin(&username, NEW_PASSWORD).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_signin_refused(&username, NEW_PASSWORD).await;
 }
 
 /// Replay: a code is accepted only for a step later than the last one
@@ -523,12 +514,8 @@ async fn wrong_codes_from_any_ip_and_endpoint_share_one_counter() {
     assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
     // And wrong codes never counted as password failures: one more wrong
     // password is still a 401, not a 429.
-    assert_problem(
-        app.signin(&user.username, NEW_PASSWORD).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_signin_refused(&user.username, NEW_PASSWORD)
+        .await;
 }
 
 /// After the consecutive maximum, the factor locks (`mfa_locked`) until an
@@ -848,17 +835,10 @@ async fn a_pending_secret_is_replaced_and_expires_after_ten_minutes() {
     let app = MfaApp::start(TestApp::with(Backend::Sqlite)).await;
     let (_, tokens) = app.new_session().await;
     let start = || async {
-        let started: Value = post(
-            &app,
-            "/v1/me/mfa/totp",
-            &tokens.access_token,
-            json!({"password": STRONG_PASSWORD}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-        started["secret"].as_str().unwrap().to_owned()
+        start_enrolment(&app, &tokens.access_token).await["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     };
     let first = start().await;
     let second = start().await;

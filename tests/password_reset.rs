@@ -31,12 +31,7 @@ async fn a_reset_sets_the_password_ends_every_session_and_spends_the_token(backe
 
     app.assert_refresh_rejected(&first.refresh_token).await;
     app.assert_refresh_rejected(&second.refresh_token).await;
-    assert_problem(
-        app.signin(&username, STRONG_PASSWORD).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_signin_refused(&username, STRONG_PASSWORD).await;
     assert_eq!(
         app.signin(&username, NEW_PASSWORD).await.status(),
         StatusCode::OK
@@ -159,12 +154,7 @@ async fn a_reset_of_a_disabled_account_leaves_it_disabled(backend: Backend) {
     let token = app.issue_reset(&username).await;
     let response = app.reset_password(&token, NEW_PASSWORD).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    assert_problem(
-        app.signin(&username, NEW_PASSWORD).await,
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-    )
-    .await;
+    app.assert_signin_refused(&username, NEW_PASSWORD).await;
     flows::enable_user(&operator, &by_name(&username))
         .await
         .unwrap();

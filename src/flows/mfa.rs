@@ -82,12 +82,7 @@ pub async fn confirm_totp(
         other => other?,
     };
     let codes = RecoveryCode::generate_set();
-    let key = stores
-        .mfa_policy
-        .keys
-        .code_mac_keys()
-        .next()
-        .expect("a current key");
+    let key = stores.mfa_policy.keys.current_code_key();
     if !stores
         .mfa
         .enable(caller.user_id, factor.id, &codes, key)
@@ -122,12 +117,7 @@ pub async fn regenerate_recovery_codes(
 ) -> Result<Vec<RecoveryCode>, AccountError> {
     let factor = reauthenticate_with_factor(stores, hashing, caller, password, code).await?;
     let codes = RecoveryCode::generate_set();
-    let key = stores
-        .mfa_policy
-        .keys
-        .code_mac_keys()
-        .next()
-        .expect("a current key");
+    let key = stores.mfa_policy.keys.current_code_key();
     stores
         .mfa
         .replace_recovery_codes(factor.user_id, &codes, key)

@@ -109,6 +109,11 @@ impl SealingKeys {
             .map_err(|_| OpenError::Corrupt)
     }
 
+    /// The key new recovery codes are hashed under.
+    pub fn current_code_key(&self) -> &[u8; 32] {
+        &self.current.code_mac_key
+    }
+
     /// The keys recovery codes are hashed under, the current one first
     /// (codes issued before a rotation still count).
     pub fn code_mac_keys(&self) -> impl Iterator<Item = &[u8; 32]> {

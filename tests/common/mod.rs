@@ -174,6 +174,16 @@ impl TestApp {
         response.json().await.expect("token pair")
     }
 
+    /// Signing in with this password answers 401 `invalid_credentials`.
+    pub async fn assert_signin_refused(&self, username: &str, password: &str) {
+        assert_problem(
+            self.signin(username, password).await,
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        )
+        .await;
+    }
+
     /// Refreshing with this token answers 401 `invalid_token`.
     pub async fn assert_refresh_rejected(&self, refresh_token: &str) {
         assert_problem(
