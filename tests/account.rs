@@ -261,14 +261,8 @@ async fn wrong_passwords_fired_at_once_spend_the_sign_in_budget() {
         .into_iter()
         .map(|response| response.status())
         .collect();
-    let wrong = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::UNAUTHORIZED)
-        .count();
-    let limited = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
-        .count();
+    let wrong = common::count(&statuses, StatusCode::UNAUTHORIZED);
+    let limited = common::count(&statuses, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!((wrong, limited), (3, 9), "{statuses:?}");
     // The budget is the sign-in's: the right password is refused too now.
     assert_problem(

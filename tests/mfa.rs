@@ -356,7 +356,7 @@ async fn a_code_works_once_whatever_the_instance(backend: Backend) {
     }))
     .await;
     let statuses: Vec<StatusCode> = answers.iter().map(Response::status).collect();
-    let won = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let won = common::count(&statuses, StatusCode::OK);
     assert_eq!(won, 1, "{statuses:?}");
     assert!(
         statuses
@@ -498,14 +498,8 @@ async fn wrong_codes_from_any_ip_and_endpoint_share_one_counter() {
         .iter()
         .map(Response::status)
         .collect();
-    let wrong = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::UNAUTHORIZED)
-        .count();
-    let limited = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
-        .count();
+    let wrong = common::count(&statuses, StatusCode::UNAUTHORIZED);
+    let limited = common::count(&statuses, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!((wrong, limited), (4, 6), "{statuses:?}");
     // The right code is refused now, everywhere, with Retry-After.
     let mfa_token = challenge(&app, &user.username, STRONG_PASSWORD).await;

@@ -543,6 +543,11 @@ pub async fn assert_problem(response: Response, status: StatusCode, code: &str) 
     body
 }
 
+/// How many of `statuses` are `status`.
+pub fn count(statuses: &[StatusCode], status: StatusCode) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
 /// A unique, valid username for tests that need a fresh account.
 pub fn unique_username() -> String {
     format!("user-{}", &Uuid::now_v7().simple().to_string()[20..])
