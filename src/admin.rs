@@ -1,4 +1,5 @@
-//! The operator's commands: `tessera users …` and `tessera sessions …`.
+//! The operator's commands: `tessera users …`, `tessera sessions …`,
+//! `tessera admin-tokens …` and `tessera mfa …`.
 //!
 //! They work on the same database and Redis as the server (same settings),
 //! through the same stores, so they keep the same rules: a created user's
@@ -12,6 +13,7 @@ use clap::Subcommand;
 use uuid::Uuid;
 
 use crate::{
+    admin_tokens::{AdminToken, AdminTokenError, AdminTokenName, InvalidTokenName},
     auth::hashing::{HashingError, HashingPool},
     clock::Clock,
     domain::{PasswordPolicy, Username, Violations},
@@ -41,6 +43,22 @@ pub enum UsersCommand {
     /// pending two-step sign-ins end; they can sign in with the password and
     /// enrol again.
     ResetMfa { user: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminTokensCommand {
+    /// Create an admin token for the back office (printed once, as the last line).
+    Create {
+        /// `[a-z0-9._-]{1,64}`, unique.
+        name: String,
+        /// Days until it expires; without it, it never does.
+        #[arg(long, value_name = "DAYS")]
+        expires_in: Option<u32>,
+    },
+    /// List admin tokens: name, created, expires, last used (never the token).
+    List,
+    /// Revoke an admin token: refused on every instance from the next call.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +105,14 @@ pub enum AdminError {
     Signup(SignupError),
     #[error("reading the password from standard input: {0}")]
     Input(#[from] std::io::Error),
+    #[error("{0}")]
+    BadTokenName(#[from] InvalidTokenName),
+    #[error("an admin token named {0} exists")]
+    TokenNameTaken(String),
+    #[error("no admin token named {0}")]
+    NoSuchToken(String),
+    #[error("days must be at least 1")]
+    ZeroDays,
     #[error(
         "re-sealed {resealed} TOTP secret(s), but {unreadable} open under no configured key (see the log); add the key that sealed them to mfa.previous_encryption_keys"
     )]
@@ -212,6 +238,57 @@ pub async fn users(settings: &Settings, command: UsersCommand) -> Result<String,
     }
 }
 
+/// Runs an `admin-tokens` command; the text to print on success.
+pub async fn admin_tokens(
+    settings: &Settings,
+    command: AdminTokensCommand,
+) -> Result<String, AdminError> {
+    let stores = Stores::connect(settings, Clock::system()).await?;
+    let tokens = &stores.admin_tokens;
+    let store_error = |given: &str| {
+        let given = given.to_owned();
+        move |err| match err {
+            AdminTokenError::NameTaken => AdminError::TokenNameTaken(given),
+            AdminTokenError::Store(err) => err.into(),
+        }
+    };
+    match command {
+        AdminTokensCommand::Create { name, expires_in } => {
+            let parsed = AdminTokenName::parse(&name)?;
+            let lifetime = match expires_in {
+                Some(0) => return Err(AdminError::ZeroDays),
+                Some(days) => Some(chrono::TimeDelta::days(i64::from(days))),
+                None => None,
+            };
+            let created = tokens
+                .create(parsed, lifetime)
+                .await
+                .map_err(store_error(&name))?;
+            let expires = created.token.expires_at.map_or_else(
+                || "never expires".into(),
+                |at| format!("expires {}", timestamp(at)),
+            );
+            Ok(format!(
+                "created admin token {} ({expires}; shown once, use as `Authorization: Bearer …` under /v1/admin):\n{}",
+                created.token.name,
+                created.text.expose()
+            ))
+        }
+        AdminTokensCommand::List => {
+            let listed = tokens.list().await.map_err(store_error(""))?;
+            Ok(admin_token_table(&listed))
+        }
+        AdminTokensCommand::Revoke { name } => {
+            let parsed = AdminTokenName::parse(&name)?;
+            if tokens.revoke(&parsed).await.map_err(store_error(&name))? {
+                Ok(format!("revoked admin token {parsed}"))
+            } else {
+                Err(AdminError::NoSuchToken(name))
+            }
+        }
+    }
+}
+
 /// Runs an `mfa` command; the text to print on success.
 pub async fn mfa(settings: &Settings, command: MfaCommand) -> Result<String, AdminError> {
     let stores = Stores::connect(settings, Clock::system()).await?;
@@ -298,6 +375,19 @@ fn user_table(users: &[User]) -> String {
         ]
     });
     table(["ID", "USERNAME", "CREATED", "STATUS"], rows)
+}
+
+fn admin_token_table(tokens: &[AdminToken]) -> String {
+    let never = || "never".to_owned();
+    let rows = tokens.iter().map(|token| {
+        [
+            token.name.to_string(),
+            timestamp(token.created_at),
+            token.expires_at.map(timestamp).unwrap_or_else(never),
+            token.last_used_at.map(timestamp).unwrap_or_else(never),
+        ]
+    });
+    table(["NAME", "CREATED", "EXPIRES", "LAST USED"], rows)
 }
 
 fn session_table(sessions: &[SessionInfo]) -> String {

@@ -7,6 +7,7 @@
 //! one place.
 
 pub mod admin;
+pub mod admin_tokens;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tessera::{
-    admin::{self, MfaCommand, SessionsCommand, UsersCommand},
+    admin::{self, AdminTokensCommand, MfaCommand, SessionsCommand, UsersCommand},
     app, database,
     settings::Settings,
     telemetry,
@@ -33,6 +33,9 @@ enum Command {
     /// Maintain second-factor secrets.
     #[command(subcommand)]
     Mfa(MfaCommand),
+    /// Manage the back office's admin tokens.
+    #[command(subcommand)]
+    AdminTokens(AdminTokensCommand),
 }
 
 #[tokio::main]
@@ -53,6 +56,7 @@ async fn main() -> ExitCode {
         Command::Users(command) => report(admin::users(&settings, command).await),
         Command::Sessions(command) => report(admin::sessions(&settings, command).await),
         Command::Mfa(command) => report(admin::mfa(&settings, command).await),
+        Command::AdminTokens(command) => report(admin::admin_tokens(&settings, command).await),
         Command::Migrate => {
             telemetry::init(&settings.log);
             database::connect_and_migrate(&settings.database)

@@ -20,6 +20,8 @@ pub struct SecretKind {
 
 /// Operator-issued password reset tokens.
 pub const RESET_TOKEN: SecretKind = SecretKind { prefix: "tsp_" };
+/// The back office's admin tokens.
+pub const ADMIN_TOKEN: SecretKind = SecretKind { prefix: "tsa_" };
 /// The challenge of a two-step sign-in.
 pub const MFA_TOKEN: SecretKind = SecretKind { prefix: "tsm_" };
 

@@ -228,7 +228,73 @@ async fn the_second_factor_commands_run(backend: Backend) {
     );
 }
 
+/// `admin-tokens create | list | revoke`: the token printed once (last
+/// line), stored only as its SHA-256, never listed; names unique and checked.
+async fn admin_tokens_are_created_listed_and_revoked(backend: Backend) {
+    let app = TestApp::with(backend).start().await;
+    let created = ok(
+        &app,
+        &["admin-tokens", "create", "backoffice", "--expires-in", "30"],
+    );
+    assert!(
+        created.starts_with("created admin token backoffice (expires "),
+        "{created}"
+    );
+    let token = created.lines().last().unwrap();
+    assert!(token.starts_with("tsa_") && token.len() == 47, "{created}");
+    let forever = ok(&app, &["admin-tokens", "create", "ops.eu-1"]);
+    assert!(forever.contains("never expires"), "{forever}");
+
+    let stored = entity::admin_token::Entity::find()
+        .all(&app.database().await)
+        .await
+        .unwrap();
+    let backoffice = stored.iter().find(|t| t.name == "backoffice").unwrap();
+    assert_eq!(backoffice.token_hash, common::sha256_hex(token.as_bytes()));
+    let days = (backoffice.expires_at.unwrap() - backoffice.created_at).num_days();
+    assert_eq!(days, 30);
+
+    let listed = ok(&app, &["admin-tokens", "list"]);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{listed}");
+    assert!(
+        lines[1].starts_with("backoffice") && lines[1].ends_with("never"),
+        "{listed}"
+    );
+    assert!(lines[2].starts_with("ops.eu-1"), "{listed}");
+    assert!(!listed.contains(&token[4..]), "{listed}");
+
+    for (args, message) in [
+        (
+            vec!["admin-tokens", "create", "backoffice"],
+            "an admin token named backoffice exists",
+        ),
+        (
+            vec!["admin-tokens", "create", "Back Office"],
+            "1–64 characters",
+        ),
+        (
+            vec!["admin-tokens", "create", "x", "--expires-in", "0"],
+            "at least 1",
+        ),
+        (
+            vec!["admin-tokens", "revoke", "nobody"],
+            "no admin token named nobody",
+        ),
+    ] {
+        let stderr = fails(&app, &args, "");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    assert_eq!(
+        ok(&app, &["admin-tokens", "revoke", "backoffice"]).trim(),
+        "revoked admin token backoffice"
+    );
+    let listed = ok(&app, &["admin-tokens", "list"]);
+    assert!(!listed.contains("backoffice"), "{listed}");
+}
+
 on_both_backends!(
+    admin_tokens_are_created_listed_and_revoked,
     the_second_factor_commands_run,
     users_create_list_disable_enable_delete,
     sessions_revoke_without_an_id_revokes_them_all,

@@ -1,5 +1,6 @@
 //! SeaORM entities of Tessera's relational store.
 
+pub mod admin_token;
 pub mod mfa_factor;
 pub mod password_reset;
 pub mod recovery_code;

@@ -6,6 +6,7 @@ mod m20261125_000001_create_users;
 mod m20261125_000002_add_users_disabled_at;
 mod m20261203_000003_account_lifecycle;
 mod m20261203_000004_second_factor;
+mod m20261203_000005_admin_tokens;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_add_users_disabled_at::Migration),
             Box::new(m20261203_000003_account_lifecycle::Migration),
             Box::new(m20261203_000004_second_factor::Migration),
+            Box::new(m20261203_000005_admin_tokens::Migration),
         ]
     }
 }

@@ -28,6 +28,7 @@ pub use users::{
 use uuid::Uuid;
 
 use crate::{
+    admin_tokens::AdminTokenStore,
     clock::Clock,
     database,
     keyspace::{Keyspace, RedisError},
@@ -42,6 +43,7 @@ use crate::{
 /// and the CLI.
 pub struct Stores {
     pub users: UserStore,
+    pub admin_tokens: AdminTokenStore,
     pub sessions: SessionStore,
     pub rate_limits: RateLimiter,
     pub mfa: MfaStore,
@@ -65,6 +67,7 @@ impl Stores {
         let keyspace = Keyspace::new(&settings.redis)?;
         Ok(Stores {
             users: UserStore::new(db.clone(), clock),
+            admin_tokens: AdminTokenStore::new(db.clone(), clock),
             mfa: MfaStore::new(db, clock),
             sessions: SessionStore::new(keyspace.clone(), &settings.session),
             challenges: ChallengeStore::new(

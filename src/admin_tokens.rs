@@ -1,0 +1,154 @@
+//! Admin tokens for the back office: the only code that touches the
+//! `admin_tokens` table. A token (`tsa_…`) is shown once when created and
+//! stored only as its SHA-256, under a unique name operators use for it.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use entity::admin_token;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, QueryOrder};
+
+use crate::{
+    clock::Clock,
+    secrets::{ADMIN_TOKEN, Revealed},
+    users::UserStoreError,
+};
+
+/// `[a-z0-9._-]{1,64}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTokenName(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("an admin token name is 1–64 characters of `a-z`, `0-9`, `.`, `_` and `-`")]
+pub struct InvalidTokenName;
+
+impl AdminTokenName {
+    pub fn parse(raw: &str) -> Result<Self, InvalidTokenName> {
+        let valid = (1..=64).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        valid
+            .then(|| AdminTokenName(raw.to_owned()))
+            .ok_or(InvalidTokenName)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AdminTokenName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An admin token as listed: never the token itself.
+#[derive(Debug, Clone)]
+pub struct AdminToken {
+    pub name: AdminTokenName,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// A token just created: shown once.
+pub struct CreatedAdminToken {
+    pub token: AdminToken,
+    pub text: Revealed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminTokenError {
+    #[error("an admin token of that name exists")]
+    NameTaken,
+    #[error("the admin token store")]
+    Store(#[from] UserStoreError),
+}
+
+#[derive(Clone)]
+pub struct AdminTokenStore {
+    db: DatabaseConnection,
+    clock: Clock,
+}
+
+impl AdminTokenStore {
+    pub fn new(db: DatabaseConnection, clock: Clock) -> Self {
+        AdminTokenStore { db, clock }
+    }
+
+    /// Creates a token; the unique name settles races.
+    pub async fn create(
+        &self,
+        name: AdminTokenName,
+        lifetime: Option<chrono::TimeDelta>,
+    ) -> Result<CreatedAdminToken, AdminTokenError> {
+        let issued = ADMIN_TOKEN.generate();
+        let now = self.clock.now();
+        let inserted = admin_token::ActiveModel {
+            name: Set(name.as_str().to_owned()),
+            token_hash: Set(issued.digest.as_str().to_owned()),
+            created_at: Set(now),
+            expires_at: Set(lifetime.map(|lifetime| now + lifetime)),
+            last_used_at: Set(None),
+        }
+        .insert(&self.db)
+        .await;
+        match inserted.map_err(UserStoreError::from) {
+            Ok(model) => Ok(CreatedAdminToken {
+                token: model.into(),
+                text: issued.text,
+            }),
+            Err(UserStoreError::UsernameTaken) => Err(AdminTokenError::NameTaken),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Every token, oldest first.
+    pub async fn list(&self) -> Result<Vec<AdminToken>, AdminTokenError> {
+        let models = admin_token::Entity::find()
+            .order_by_asc(admin_token::Column::CreatedAt)
+            .order_by_asc(admin_token::Column::Name)
+            .all(&self.db)
+            .await
+            .map_err(UserStoreError::from)?;
+        Ok(models.into_iter().map(AdminToken::from).collect())
+    }
+
+    /// Revokes a token at once (every instance checks the table on every
+    /// call); `false` when there was none of that name.
+    pub async fn revoke(&self, name: &AdminTokenName) -> Result<bool, AdminTokenError> {
+        let result = admin_token::Entity::delete_by_id(name.as_str().to_owned())
+            .exec(&self.db)
+            .await
+            .map_err(UserStoreError::from)?;
+        Ok(result.rows_affected == 1)
+    }
+}
+
+impl From<admin_token::Model> for AdminToken {
+    fn from(model: admin_token::Model) -> Self {
+        AdminToken {
+            name: AdminTokenName(model.name),
+            created_at: model.created_at,
+            expires_at: model.expires_at,
+            last_used_at: model.last_used_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_short_lower_case_words() {
+        for good in ["backoffice", "ops.eu-1", "a", "x_y", &"a".repeat(64)] {
+            assert!(AdminTokenName::parse(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Backoffice", "back office", "é", "a/b", &"a".repeat(65)] {
+            assert!(AdminTokenName::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
