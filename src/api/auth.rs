@@ -228,14 +228,17 @@ impl AuthApi {
         body: Json<SigninMfaRequest>,
     ) -> Result<TokenResponse, Failure<SigninMfaErrors>> {
         let SigninMfaRequest { mfa_token, code } = body.0;
-        let session = flows::sign_in_with_code(
+        let result = flows::sign_in_with_code(
             &context.stores,
             &mfa_token.0,
             &code.0,
             client_info(&context, req),
         )
-        .await?;
-        Ok(token_response(&context, session)?)
+        .await;
+        context
+            .metrics
+            .signin(SigninOutcome::of_second_step(&result));
+        Ok(token_response(&context, result?)?)
     }
 
     /// Refresh the token pair

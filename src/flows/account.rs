@@ -16,6 +16,7 @@ use super::{
 use crate::{
     auth::hashing::{HashingError, HashingPool, Verification},
     domain::{PasswordAttempt, PasswordPolicy, Rule, Violation, Violations},
+    metrics::SigninOutcome,
     rate_limit::RateLimitError,
     secrets::{RESET_TOKEN, Revealed},
     sessions::SessionError,
@@ -59,6 +60,32 @@ pub enum AccountError {
     Users(#[from] UserStoreError),
     #[error("the session store")]
     Sessions(#[from] SessionError),
+}
+
+impl SigninOutcome {
+    /// How the second step of a sign-in ended, for the metrics (a right
+    /// code is the sign-in's success).
+    pub fn of_second_step<T>(result: &Result<T, AccountError>) -> Self {
+        match result {
+            Ok(_) => SigninOutcome::Success,
+            Err(AccountError::WrongCode | AccountError::InvalidToken) => SigninOutcome::Invalid,
+            Err(AccountError::MfaLocked)
+            | Err(AccountError::RateLimit(RateLimitError::Limited { .. })) => {
+                SigninOutcome::Limited
+            }
+            Err(AccountError::SecretUnreadable)
+            | Err(AccountError::Users(UserStoreError::Unavailable(_))) => {
+                SigninOutcome::Unavailable
+            }
+            Err(AccountError::RateLimit(RateLimitError::Redis(err)))
+            | Err(AccountError::Sessions(err))
+                if err.is_outage() =>
+            {
+                SigninOutcome::Unavailable
+            }
+            Err(_) => SigninOutcome::Error,
+        }
+    }
 }
 
 /// A signed-in caller whose session the handler found live.
@@ -260,5 +287,39 @@ fn caller_vanished(err: UserStoreError) -> AccountError {
     match err {
         UserStoreError::NotFound => AccountError::InvalidToken,
         other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::keyspace::RedisError;
+
+    #[test]
+    fn second_step_outcomes_are_told_apart() {
+        let outcome = |err: AccountError| SigninOutcome::of_second_step::<()>(&Err(err));
+        assert_eq!(
+            SigninOutcome::of_second_step(&Ok(())),
+            SigninOutcome::Success
+        );
+        assert_eq!(outcome(AccountError::WrongCode), SigninOutcome::Invalid);
+        assert_eq!(outcome(AccountError::InvalidToken), SigninOutcome::Invalid);
+        assert_eq!(outcome(AccountError::MfaLocked), SigninOutcome::Limited);
+        assert_eq!(
+            outcome(AccountError::Sessions(RedisError::TimedOut(
+                Duration::from_secs(1)
+            ))),
+            SigninOutcome::Unavailable
+        );
+        assert_eq!(
+            outcome(AccountError::SecretUnreadable),
+            SigninOutcome::Unavailable
+        );
+        assert_eq!(
+            outcome(AccountError::Sessions(RedisError::Unexpected("x".into()))),
+            SigninOutcome::Error
+        );
     }
 }
