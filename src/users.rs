@@ -7,7 +7,8 @@ use chrono::{DateTime, Utc};
 use entity::{mfa_factor, password_reset, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, Select, SqlErr, TransactionTrait, sea_query::OnConflict,
+    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Select, SqlErr,
+    TransactionTrait, sea_query::OnConflict,
 };
 use uuid::Uuid;
 
@@ -141,21 +142,50 @@ impl UserStore {
         &self,
         id: Uuid,
     ) -> Result<Option<(User, FactorSummary)>, UserStoreError> {
-        let found = user::Entity::find_by_id(id)
+        /// Only what `/v1/me` shows: no hash, no sealed secret.
+        #[derive(FromQueryResult)]
+        struct Row {
+            id: Uuid,
+            username: String,
+            created_at: DateTime<Utc>,
+            disabled_at: Option<DateTime<Utc>>,
+            password_changed_at: Option<DateTime<Utc>>,
+            mfa_enabled_at: Option<DateTime<Utc>>,
+            recovery_codes_left: Option<i32>,
+        }
+        let row = user::Entity::find_by_id(id)
             .filter(user::Column::DisabledAt.is_null())
-            .find_also_related(mfa_factor::Entity)
+            .select_only()
+            .columns([
+                user::Column::Id,
+                user::Column::Username,
+                user::Column::CreatedAt,
+                user::Column::DisabledAt,
+                user::Column::PasswordChangedAt,
+            ])
+            .column_as(mfa_factor::Column::EnabledAt, "mfa_enabled_at")
+            .column_as(mfa_factor::Column::RecoveryCodesLeft, "recovery_codes_left")
+            .left_join(mfa_factor::Entity)
+            .into_model::<Row>()
             .all(&self.db)
             .await?
             .into_iter()
             .next();
-        Ok(found.map(|(user, factor)| {
-            let factor = factor.filter(|factor| factor.enabled_at.is_some());
-            let summary = FactorSummary {
-                enabled: factor.is_some(),
-                recovery_codes_left: factor
-                    .map(|factor| u32::try_from(factor.recovery_codes_left).unwrap_or(0)),
+        Ok(row.map(|row| {
+            let enabled = row.mfa_enabled_at.is_some();
+            let user = User {
+                id: row.id,
+                username: Username::from_trusted(row.username),
+                created_at: row.created_at,
+                disabled_at: row.disabled_at,
+                password_changed_at: row.password_changed_at,
             };
-            (user.into(), summary)
+            let summary = FactorSummary {
+                enabled,
+                recovery_codes_left: enabled
+                    .then(|| u32::try_from(row.recovery_codes_left.unwrap_or(0)).unwrap_or(0)),
+            };
+            (user, summary)
         }))
     }
 
