@@ -6,11 +6,14 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use entity::admin_token;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, EntityTrait, QueryOrder};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, sea_query::Expr,
+};
 
 use crate::{
     clock::Clock,
-    secrets::{ADMIN_TOKEN, Revealed},
+    secrets::{ADMIN_TOKEN, Revealed, SecretDigest},
     users::UserStoreError,
 };
 
@@ -114,6 +117,37 @@ impl AdminTokenStore {
             .await
             .map_err(UserStoreError::from)?;
         Ok(models.into_iter().map(AdminToken::from).collect())
+    }
+
+    /// The name of the live (unexpired, unrevoked) token whose digest this
+    /// is, stamping its last use; checked against the database on every
+    /// call, so a revocation counts on every instance at once.
+    pub async fn authenticate(
+        &self,
+        digest: &SecretDigest,
+    ) -> Result<Option<AdminTokenName>, AdminTokenError> {
+        let now = self.clock.now();
+        let found = admin_token::Entity::find()
+            .filter(admin_token::Column::TokenHash.eq(digest.as_str()))
+            .all(&self.db)
+            .await
+            .map_err(UserStoreError::from)?
+            .into_iter()
+            .next()
+            .filter(|token| {
+                digest.matches(&SecretDigest::from_stored(token.token_hash.clone()))
+                    && token.expires_at.is_none_or(|at| at > now)
+            });
+        let Some(token) = found else {
+            return Ok(None);
+        };
+        admin_token::Entity::update_many()
+            .col_expr(admin_token::Column::LastUsedAt, Expr::value(now))
+            .filter(admin_token::Column::Name.eq(token.name.as_str()))
+            .exec(&self.db)
+            .await
+            .map_err(UserStoreError::from)?;
+        Ok(Some(AdminTokenName(token.name)))
     }
 
     /// Revokes a token at once (every instance checks the table on every

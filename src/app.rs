@@ -21,7 +21,7 @@ use crate::{
     error::Causes,
     flows::{ConnectError, Stores},
     metrics::{Metrics, Scrape, record_requests},
-    middleware::{BodyLimit, log_request, problem_responses, security_headers},
+    middleware::{self, BodyLimit, Surface, log_request, problem_responses, security_headers},
     sessions::RefreshTokenKeys,
     settings::{Secret, Settings},
     telemetry,
@@ -47,13 +47,14 @@ pub struct App {
     acceptor: TcpAcceptor,
     endpoint: BoxEndpoint<'static>,
     local_addr: SocketAddr,
-    metrics: Option<MetricsListener>,
+    metrics: Option<SideListener>,
+    admin: Option<SideListener>,
     shutdown_timeout: Duration,
     idle_timeout: Duration,
 }
 
-/// The Prometheus listener, apart from the public one.
-struct MetricsListener {
+/// A listener apart from the public one: Prometheus, or the admin API.
+struct SideListener {
     acceptor: TcpAcceptor,
     endpoint: BoxEndpoint<'static>,
     local_addr: SocketAddr,
@@ -81,6 +82,7 @@ impl App {
                 secure: settings.session.cookie_secure,
             },
             check_session_on_access: settings.session.check_on_access,
+            reset_ttl: settings.password.reset_ttl,
             metrics,
         });
         let (acceptor, local_addr) = bind(settings.server.bind).await?;
@@ -90,7 +92,7 @@ impl App {
                 let scrape = Route::new()
                     .at("/metrics", get(scrape(&context, None)))
                     .around(problem_responses);
-                Some(MetricsListener {
+                Some(SideListener {
                     acceptor,
                     endpoint: scrape.boxed(),
                     local_addr,
@@ -98,11 +100,26 @@ impl App {
             }
             None => None,
         };
+        let admin = match (settings.admin.enabled, settings.admin.bind) {
+            (true, Some(addr)) => {
+                let (acceptor, local_addr) = bind(addr).await?;
+                Some(SideListener {
+                    acceptor,
+                    endpoint: routes(Arc::clone(&context), &settings, Surface::Admin).boxed(),
+                    local_addr,
+                })
+            }
+            _ => None,
+        };
+        let public = Surface::Public {
+            with_admin: settings.admin.enabled && settings.admin.bind.is_none(),
+        };
         Ok(App {
             acceptor,
-            endpoint: routes(context, &settings).boxed(),
+            endpoint: routes(context, &settings, public).boxed(),
             local_addr,
             metrics,
+            admin,
             shutdown_timeout: settings.server.shutdown_timeout,
             idle_timeout: settings.server.idle_timeout,
         })
@@ -117,6 +134,11 @@ impl App {
         self.metrics.as_ref().map(|metrics| metrics.local_addr)
     }
 
+    /// Where the admin API's own listener listens, if it has one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|admin| admin.local_addr)
+    }
+
     /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.run_until(shutdown_signal()).await
@@ -127,7 +149,7 @@ impl App {
         self,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        // One stop signal, heard by both listeners.
+        // One stop signal, heard by every listener.
         let (stopping, stopped) = watch::channel(false);
         let signal = tokio::spawn(async move {
             stop.await;
@@ -147,14 +169,16 @@ impl App {
         };
         telemetry::announce(format_args!("listening on http://{}", self.local_addr));
         let api = serve(self.acceptor, self.endpoint, stopped.clone());
-        let metrics = async {
-            let Some(metrics) = self.metrics else {
+        let apart = |listener: Option<SideListener>, what: &'static str, stopped| async move {
+            let Some(listener) = listener else {
                 return Ok(());
             };
-            telemetry::announce(format_args!("metrics on http://{}", metrics.local_addr));
-            serve(metrics.acceptor, metrics.endpoint, stopped).await
+            telemetry::announce(format_args!("{what} on http://{}", listener.local_addr));
+            serve(listener.acceptor, listener.endpoint, stopped).await
         };
-        let result = tokio::try_join!(api, metrics).map(|_| ());
+        let metrics = apart(self.metrics, "metrics", stopped.clone());
+        let admin = apart(self.admin, "admin", stopped);
+        let result = tokio::try_join!(api, metrics, admin).map(|_| ());
         signal.abort();
         result
     }
@@ -188,6 +212,7 @@ fn scrape(context: &ApiContext, token: Option<Secret>) -> Scrape {
 fn routes(
     context: Arc<ApiContext>,
     settings: &Settings,
+    surface: Surface,
 ) -> impl poem::Endpoint<Output = poem::Response> + 'static {
     let api = api::openapi_service();
     let spec = api.spec_endpoint();
@@ -212,6 +237,7 @@ fn routes(
     }
     route
         .data(context)
+        .around(move |next, req| middleware::surface(surface, next, req))
         .with(BodyLimit {
             max_bytes: settings.server.body_limit_bytes,
         })

@@ -16,10 +16,11 @@ use poem_openapi::{
 };
 
 use crate::{
+    admin_tokens::AdminTokenError,
     auth::hashing::HashingError,
     clock::whole_seconds,
     domain::{Violation, Violations},
-    flows::{AccountError, RefreshError, RevokeError, SigninError, SignupError},
+    flows::{AccountError, RefreshError, RevokeError, SigninError, SignupError, UserOpError},
     keyspace::RedisError,
     rate_limit::RateLimitError,
     users::UserStoreError,
@@ -537,6 +538,25 @@ impl From<AccountError> for ApiError {
             AccountError::RateLimit(err) => err.into(),
             AccountError::Users(err) => err.into(),
             AccountError::Sessions(err) => err.into(),
+        }
+    }
+}
+
+impl From<UserOpError> for ApiError {
+    fn from(err: UserOpError) -> Self {
+        match err {
+            UserOpError::NoSuchUser => ApiError::NotFound,
+            UserOpError::Users(err) => err.into(),
+            UserOpError::Sessions(err) => err.into(),
+        }
+    }
+}
+
+impl From<AdminTokenError> for ApiError {
+    fn from(err: AdminTokenError) -> Self {
+        match err {
+            AdminTokenError::NameTaken => ApiError::Conflict("An admin token of that name exists."),
+            AdminTokenError::Store(err) => err.into(),
         }
     }
 }

@@ -43,6 +43,32 @@ pub async fn log_request<E: Endpoint>(next: E, req: Request) -> Result<Response>
 /// Headers every response carries; the Swagger UI pages need scripts and
 /// styles, so only they go without the restrictive content policy. With
 /// CORS on, every response depends on `Origin`, so caches must key on it.
+/// Which part of the API a listener serves: the public one (with or without
+/// the admin API under `/v1/admin`) or, on `admin.bind`, the admin API alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    Public { with_admin: bool },
+    Admin,
+}
+
+impl Surface {
+    fn serves(self, path: &str) -> bool {
+        let admin = path == "/v1/admin" || path.starts_with("/v1/admin/");
+        match self {
+            Surface::Public { with_admin } => with_admin || !admin,
+            Surface::Admin => admin,
+        }
+    }
+}
+
+/// Paths a listener does not serve are not found there.
+pub async fn surface<E: Endpoint>(surface: Surface, next: E, req: Request) -> Result<Response> {
+    if !surface.serves(req.uri().path()) {
+        return Err(ApiError::NotFound.into());
+    }
+    Ok(next.call(req).await?.into_response())
+}
+
 pub async fn security_headers<E: Endpoint>(
     vary_by_origin: bool,
     next: E,

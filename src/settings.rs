@@ -91,6 +91,7 @@ pub struct Settings {
     pub password: PasswordSettings,
     pub rate_limit: RateLimitSettings,
     pub mfa: MfaSettings,
+    pub admin: AdminSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
 }
@@ -397,6 +398,17 @@ pub struct RateLimitSettings {
     pub password_reset_window: Duration,
     /// Per-IP limits count IPv6 clients by this prefix (one host holds a /64).
     pub ipv6_prefix: u8,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// `false`: every `/v1/admin` path is 404.
+    pub enabled: bool,
+    /// When set, the admin API is served only on this listener of its own
+    /// (logged as `admin on http://ADDR`), never on the public one.
+    #[serde(deserialize_with = "empty_as_none")]
+    pub bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,9 +6,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use entity::{mfa_factor, password_reset, user};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Select, SqlErr,
-    TransactionTrait, sea_query::OnConflict,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
+    QueryFilter, QueryOrder, QuerySelect, Select, SqlErr, TransactionTrait,
+    sea_query::{Expr, OnConflict},
 };
 use uuid::Uuid;
 
@@ -24,6 +26,8 @@ pub struct User {
     pub disabled_at: Option<DateTime<Utc>>,
     /// The last password change or reset; `None` since sign-up.
     pub password_changed_at: Option<DateTime<Utc>>,
+    /// The last completed sign-in.
+    pub last_signin_at: Option<DateTime<Utc>>,
 }
 
 /// How an operator names a user: by id or by username.
@@ -106,6 +110,7 @@ impl UserStore {
             updated_at: Set(now),
             disabled_at: Set(None),
             password_changed_at: Set(None),
+            last_signin_at: Set(None),
         }
         .insert(&self.db)
         .await?;
@@ -150,6 +155,7 @@ impl UserStore {
             created_at: DateTime<Utc>,
             disabled_at: Option<DateTime<Utc>>,
             password_changed_at: Option<DateTime<Utc>>,
+            last_signin_at: Option<DateTime<Utc>>,
             mfa_enabled_at: Option<DateTime<Utc>>,
             recovery_codes_left: Option<i32>,
         }
@@ -162,6 +168,7 @@ impl UserStore {
                 user::Column::CreatedAt,
                 user::Column::DisabledAt,
                 user::Column::PasswordChangedAt,
+                user::Column::LastSigninAt,
             ])
             .column_as(mfa_factor::Column::EnabledAt, "mfa_enabled_at")
             .column_as(mfa_factor::Column::RecoveryCodesLeft, "recovery_codes_left")
@@ -179,6 +186,7 @@ impl UserStore {
                 created_at: row.created_at,
                 disabled_at: row.disabled_at,
                 password_changed_at: row.password_changed_at,
+                last_signin_at: row.last_signin_at,
             };
             let summary = FactorSummary {
                 enabled,
@@ -213,6 +221,16 @@ impl UserStore {
         self.set_new_password(&txn, id, password_hash).await?;
         void_reset_tokens(&txn, id).await?;
         txn.commit().await?;
+        Ok(())
+    }
+
+    /// Stamps a completed sign-in.
+    pub async fn record_signin(&self, id: Uuid) -> Result<(), UserStoreError> {
+        user::Entity::update_many()
+            .col_expr(user::Column::LastSigninAt, Expr::value(self.clock.now()))
+            .filter(user::Column::Id.eq(id))
+            .exec(&self.db)
+            .await?;
         Ok(())
     }
 
@@ -418,6 +436,7 @@ impl From<user::Model> for User {
             created_at: model.created_at,
             disabled_at: model.disabled_at,
             password_changed_at: model.password_changed_at,
+            last_signin_at: model.last_signin_at,
         }
     }
 }

@@ -97,6 +97,7 @@ async fn weaker_stored_hashes_are_upgraded_on_signin() {
         updated_at: Set(now),
         disabled_at: Set(None),
         password_changed_at: Set(None),
+        last_signin_at: Set(None),
     }
     .insert(&db)
     .await

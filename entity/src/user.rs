@@ -19,6 +19,8 @@ pub struct Model {
     pub disabled_at: Option<DateTimeUtc>,
     /// Set by a password change or reset; `None` since sign-up.
     pub password_changed_at: Option<DateTimeUtc>,
+    /// The last completed sign-in (the second step, with TOTP on).
+    pub last_signin_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -7,6 +7,7 @@ mod m20261125_000002_add_users_disabled_at;
 mod m20261203_000003_account_lifecycle;
 mod m20261203_000004_second_factor;
 mod m20261203_000005_admin_tokens;
+mod m20261203_000006_users_last_signin_at;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000003_account_lifecycle::Migration),
             Box::new(m20261203_000004_second_factor::Migration),
             Box::new(m20261203_000005_admin_tokens::Migration),
+            Box::new(m20261203_000006_users_last_signin_at::Migration),
         ]
     }
 }

@@ -3,6 +3,7 @@
 //! map results to responses; errors leave as [`crate::error::ApiError`].
 
 mod account;
+mod admin;
 mod auth;
 mod bearer;
 mod client_ip;
@@ -39,6 +40,8 @@ pub struct ApiContext {
     pub client_ip: ClientIpResolver,
     /// Whether the bearer check also requires the session to be live.
     pub check_session_on_access: bool,
+    /// How long a reset token issued through the admin API stays valid.
+    pub reset_ttl: std::time::Duration,
     pub metrics: Arc<Metrics>,
 }
 
@@ -50,6 +53,8 @@ enum ApiTags {
     Account,
     /// Liveness and readiness for orchestrators.
     Operations,
+    /// The back office: users, their sessions and second factor, with an admin token.
+    Admin,
 }
 
 type Apis = (
@@ -58,6 +63,7 @@ type Apis = (
     account::AccountApi,
     mfa::MfaApi,
     ops::OpsApi,
+    admin::AdminApi,
 );
 
 /// The operations and their document. Handlers reach the [`ApiContext`]
@@ -70,6 +76,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             account::AccountApi,
             mfa::MfaApi,
             ops::OpsApi,
+            admin::AdminApi,
         ),
         "Tessera",
         env!("CARGO_PKG_VERSION"),

@@ -196,12 +196,21 @@ async fn check_password_and_open(
         method: SignInMethod::Password,
         auth_time: stores.clock.now().timestamp(),
     };
-    stores
+    let session = stores
         .sessions
         .create(user.id, epoch, client, auth)
         .await?
-        .map(SignedIn::Session)
-        .ok_or(SigninError::Superseded)
+        .ok_or(SigninError::Superseded)?;
+    record_signin(stores, user.id).await;
+    Ok(SignedIn::Session(session))
+}
+
+/// Stamps a completed sign-in for the back office; failing to is logged,
+/// not the caller's problem.
+pub(super) async fn record_signin(stores: &Stores, user_id: Uuid) {
+    if let Err(err) = stores.users.record_signin(user_id).await {
+        tracing::warn!(error = %Causes(&err), "could not record a sign-in time");
+    }
 }
 
 impl SigninOutcome {

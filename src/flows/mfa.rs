@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::{
     Stores, UserOpError,
     account::{AccountError, Caller, caller_credentials, confirm_password},
+    auth::record_signin,
     changing_the_account,
     users::find_user,
 };
@@ -177,11 +178,13 @@ pub async fn sign_in_with_code(
         auth_time: stores.clock.now().timestamp(),
     };
     // Created only if the epoch the sign-in read is still current.
-    stores
+    let session = stores
         .sessions
         .create(user_id, challenge.epoch, client, auth)
         .await?
-        .ok_or(AccountError::InvalidToken)
+        .ok_or(AccountError::InvalidToken)?;
+    record_signin(stores, user_id).await;
+    Ok(session)
 }
 
 /// For a changing operation of a user whose factor may be on: the code is

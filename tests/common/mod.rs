@@ -52,6 +52,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// The Prometheus listener (`metrics.bind`), when there is one.
     pub metrics_addr: Option<SocketAddr>,
+    /// The admin API's own listener (`admin.bind`), when it has one.
+    pub admin_addr: Option<SocketAddr>,
     pub client: Client,
     pub database_url: String,
     pub key_prefix: String,
@@ -381,6 +383,7 @@ impl TestAppBuilder {
             .expect("build app");
         let addr = app.local_addr();
         let metrics_addr = app.metrics_addr();
+        let admin_addr = app.admin_addr();
         let (stop, stopped) = oneshot::channel();
         let server = tokio::spawn(app.run_until(async {
             let _ = stopped.await;
@@ -392,6 +395,7 @@ impl TestAppBuilder {
         TestApp {
             addr,
             metrics_addr,
+            admin_addr,
             client,
             database_url,
             key_prefix,
