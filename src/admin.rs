@@ -177,9 +177,19 @@ pub async fn users(settings: &Settings, command: UsersCommand) -> Result<String,
             Ok(format!("created user {}", described(&user)))
         }
         UsersCommand::List => {
-            let users = flows::list_users(&stores)
-                .await
-                .map_err(user_op_error(""))?;
+            // The admin API's pages, all of them.
+            let mut users = Vec::new();
+            let mut after = None;
+            loop {
+                let page = flows::list_users(&stores, after, flows::MAX_PAGE, None)
+                    .await
+                    .map_err(user_op_error(""))?;
+                users.extend(page.users.into_iter().map(|(user, _)| user));
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
             Ok(user_table(&users))
         }
         UsersCommand::Disable { user: given } => {

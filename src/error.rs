@@ -38,7 +38,7 @@ pub struct FieldError {
     /// The request field, e.g. `password`.
     pub field: String,
     /// Stable code: `too_short`, `too_long`, `common`, `contains_username`,
-    /// `too_weak`, `invalid_username`, `unchanged`, `invalid_code`.
+    /// `too_weak`, `invalid_username`, `unchanged`, `invalid_code`, `out_of_range`.
     pub code: String,
     /// Human-readable explanation.
     pub message: String,

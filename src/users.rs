@@ -261,14 +261,36 @@ impl UserStore {
         Ok(self.unique(select).await?.map(User::from))
     }
 
-    /// Every user, oldest first.
-    pub async fn list(&self) -> Result<Vec<User>, UserStoreError> {
-        let models = user::Entity::find()
-            .order_by_asc(user::Column::CreatedAt)
+    /// Up to `limit` users after `after`, in ascending id (UUID v7: oldest
+    /// first), each with whether TOTP is on; with a prefix, only usernames
+    /// that start with it, found by a range over the unique index.
+    pub async fn list_page(
+        &self,
+        after: Option<Uuid>,
+        limit: u64,
+        username_prefix: Option<&str>,
+    ) -> Result<Vec<(User, bool)>, UserStoreError> {
+        let mut select = user::Entity::find()
+            .find_also_related(mfa_factor::Entity)
             .order_by_asc(user::Column::Id)
-            .all(&self.db)
-            .await?;
-        Ok(models.into_iter().map(User::from).collect())
+            .limit(limit);
+        if let Some(after) = after {
+            select = select.filter(user::Column::Id.gt(after));
+        }
+        if let Some(prefix) = username_prefix {
+            select = select.filter(user::Column::Username.gte(prefix));
+            if let Some(end) = prefix_end(prefix) {
+                select = select.filter(user::Column::Username.lt(end));
+            }
+        }
+        let rows = select.all(&self.db).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(user, factor)| {
+                let mfa = factor.is_some_and(|factor| factor.enabled_at.is_some());
+                (user.into(), mfa)
+            })
+            .collect())
     }
 
     /// Disables (as of now, voiding any reset token) or re-enables an account.
@@ -419,6 +441,21 @@ impl UserStore {
     }
 }
 
+/// The least string greater than every string that starts with `prefix`
+/// (byte order): the prefix with its last character moved one up. `None`
+/// when no such string exists.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 /// Voids a user's outstanding reset token, if any.
 async fn void_reset_tokens(db: &impl ConnectionTrait, user_id: Uuid) -> Result<(), DbErr> {
     password_reset::Entity::delete_many()
@@ -447,5 +484,19 @@ impl From<user::Model> for StoredCredentials {
             password_hash: model.password_hash.clone(),
             user: model.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_range_ends_just_past_its_last_character() {
+        assert_eq!(prefix_end("ab").as_deref(), Some("ac"));
+        assert_eq!(prefix_end("a-").as_deref(), Some("a."));
+        assert_eq!(prefix_end("z").as_deref(), Some("{"));
+        assert_eq!(prefix_end(""), None);
+        assert_eq!(prefix_end(&char::MAX.to_string()), None);
     }
 }

@@ -6,12 +6,17 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use poem::Request;
-use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, param::Path, payload::Json};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi, SecurityScheme,
+    param::{Path, Query},
+    payload::Json,
+};
 use uuid::Uuid;
 
 use super::{ApiContext, ApiTags, Context, strict::StrictString};
 use crate::{
     clock::whole_seconds,
+    domain::{Rule, Violation, Violations},
     error::{ApiError, Failure, error_set},
     flows::{self, Origin, Stores},
     secrets::ADMIN_TOKEN,
@@ -21,6 +26,7 @@ use crate::{
 
 error_set! {
     AdminUserErrors = [MalformedRequest, InvalidToken, MissingBearer, NotFound, Unavailable];
+    AdminListErrors = [MalformedRequest, InvalidToken, MissingBearer, Validation, Unavailable];
     AdminCreateUserErrors = [MalformedRequest, InvalidToken, MissingBearer, Conflict, PayloadTooLarge, UnsupportedMediaType, Validation, Unavailable];
 }
 
@@ -92,6 +98,15 @@ struct AdminSessions {
     sessions: Vec<AdminSession>,
 }
 
+/// A page of users.
+#[derive(Object)]
+struct AdminUsers {
+    users: Vec<AdminUser>,
+    /// Pass as `after` for the next page; `null` exactly when no user follows.
+    #[oai(nullable)]
+    next: Option<String>,
+}
+
 #[derive(Object)]
 struct AdminCreateUserRequest {
     /// The sign-up rules apply.
@@ -112,6 +127,13 @@ enum AdminUserResponse {
     /// The user.
     #[oai(status = 200)]
     Ok(Json<AdminUser>),
+}
+
+#[derive(ApiResponse)]
+enum AdminUsersResponse {
+    /// Users in ascending id.
+    #[oai(status = 200)]
+    Ok(Json<AdminUsers>),
 }
 
 #[derive(ApiResponse)]
@@ -146,6 +168,39 @@ pub struct AdminApi;
 
 #[OpenApi(prefix_path = "/v1/admin", tag = "ApiTags::Admin")]
 impl AdminApi {
+    /// List users
+    ///
+    /// Ascending id, `limit` (1–200, default 50) per page; `next` is the
+    /// cursor of the next page. `username_prefix` is a literal,
+    /// case-insensitive prefix.
+    #[oai(path = "/users", method = "get", operation_id = "adminListUsers")]
+    async fn list_users(
+        &self,
+        context: Context<'_>,
+        _token: AdminToken,
+        after: Query<Option<Uuid>>,
+        limit: Query<Option<i64>>,
+        username_prefix: Query<Option<String>>,
+    ) -> Result<AdminUsersResponse, Failure<AdminListErrors>> {
+        let limit = page_limit(limit.0)?;
+        let page = flows::list_users(
+            &context.stores,
+            after.0,
+            limit,
+            username_prefix.0.as_deref(),
+        )
+        .await?;
+        let users = page
+            .users
+            .into_iter()
+            .map(|(user, mfa_enabled)| AdminUser::new(user, mfa_enabled))
+            .collect();
+        Ok(AdminUsersResponse::Ok(Json(AdminUsers {
+            users,
+            next: page.next.map(|id| id.to_string()),
+        })))
+    }
+
     /// Create a user
     #[oai(path = "/users", method = "post", operation_id = "adminCreateUser")]
     async fn create_user(
@@ -334,18 +389,48 @@ impl AdminApi {
     }
 }
 
+/// `limit` of a list: 1–200, 50 when absent.
+fn page_limit(limit: Option<i64>) -> Result<u64, ApiError> {
+    const DEFAULT: u64 = 50;
+    let Some(limit) = limit else {
+        return Ok(DEFAULT);
+    };
+    u64::try_from(limit)
+        .ok()
+        .filter(|limit| (1..=flows::MAX_PAGE).contains(limit))
+        .ok_or_else(|| {
+            Violations(vec![Violation::new(
+                "limit",
+                Rule::OutOfRange {
+                    min: 1,
+                    max: flows::MAX_PAGE,
+                },
+            )])
+            .into()
+        })
+}
+
 async fn admin_user(stores: &Stores, user: User) -> Result<AdminUser, ApiError> {
     let factor = stores.mfa.find(user.id).await?;
-    Ok(AdminUser {
-        id: user.id,
-        username: user.username.to_string(),
-        created_at: user.created_at,
-        disabled: user.disabled_at.is_some(),
-        disabled_at: user.disabled_at,
-        mfa_enabled: factor.is_some_and(|factor| factor.enabled),
-        password_changed_at: user.password_changed_at,
-        last_signin_at: user.last_signin_at,
-    })
+    Ok(AdminUser::new(
+        user,
+        factor.is_some_and(|factor| factor.enabled),
+    ))
+}
+
+impl AdminUser {
+    fn new(user: User, mfa_enabled: bool) -> Self {
+        AdminUser {
+            id: user.id,
+            username: user.username.to_string(),
+            created_at: user.created_at,
+            disabled: user.disabled_at.is_some(),
+            disabled_at: user.disabled_at,
+            mfa_enabled,
+            password_changed_at: user.password_changed_at,
+            last_signin_at: user.last_signin_at,
+        }
+    }
 }
 
 impl From<SessionInfo> for AdminSession {

@@ -32,6 +32,11 @@ pub enum Rule {
     Unchanged,
     /// A second-factor code that is not the right one.
     InvalidCode,
+    /// A number outside what the parameter allows.
+    OutOfRange {
+        min: u64,
+        max: u64,
+    },
 }
 
 impl Rule {
@@ -46,6 +51,7 @@ impl Rule {
             Rule::TooWeak { .. } => "too_weak",
             Rule::Unchanged => "unchanged",
             Rule::InvalidCode => "invalid_code",
+            Rule::OutOfRange { .. } => "out_of_range",
         }
     }
 
@@ -68,6 +74,7 @@ impl Rule {
             ),
             Rule::Unchanged => "must differ from the current password".into(),
             Rule::InvalidCode => "is not a valid code from the authenticator".into(),
+            Rule::OutOfRange { min, max } => format!("must be between {min} and {max}"),
         }
     }
 }

@@ -22,7 +22,8 @@ pub use mfa::{
     reset_mfa, sign_in_with_code, start_totp_enrollment,
 };
 pub use users::{
-    UserOpError, delete_user, disable_user, enable_user, find_user, list_sessions, list_users,
+    MAX_PAGE, UserOpError, UserPage, delete_user, disable_user, enable_user, find_user,
+    list_sessions, list_users,
 };
 
 use uuid::Uuid;

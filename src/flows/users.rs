@@ -2,6 +2,8 @@
 //! their sessions. Creating a user is [`super::sign_up`] with
 //! [`super::Origin::Operator`].
 
+use uuid::Uuid;
+
 use super::{Stores, changing_the_account};
 use crate::{
     sessions::{SessionError, SessionInfo},
@@ -27,8 +29,37 @@ pub async fn find_user(stores: &Stores, reference: &UserRef) -> Result<User, Use
     }
 }
 
-pub async fn list_users(stores: &Stores) -> Result<Vec<User>, UserOpError> {
-    Ok(stores.users.list().await?)
+/// The most users one page holds.
+pub const MAX_PAGE: u64 = 200;
+
+/// A page of users (ascending id, with whether TOTP is on) and the cursor
+/// of the next page, `None` exactly when no user follows.
+pub struct UserPage {
+    pub users: Vec<(User, bool)>,
+    pub next: Option<Uuid>,
+}
+
+/// Up to `limit` (at most [`MAX_PAGE`]) users after the cursor, optionally
+/// only those whose username starts with `username_prefix` (lower-cased:
+/// usernames are). Stable under inserts: the cursor is an id.
+pub async fn list_users(
+    stores: &Stores,
+    after: Option<Uuid>,
+    limit: u64,
+    username_prefix: Option<&str>,
+) -> Result<UserPage, UserOpError> {
+    let limit = limit.clamp(1, MAX_PAGE);
+    let prefix = username_prefix.map(str::to_lowercase);
+    let mut users = stores
+        .users
+        .list_page(after, limit + 1, prefix.as_deref())
+        .await?;
+    let more = users.len() as u64 > limit;
+    users.truncate(limit as usize);
+    let next = more
+        .then(|| users.last().map(|(user, _)| user.id))
+        .flatten();
+    Ok(UserPage { users, next })
 }
 
 /// Disables a user (idempotent) and ends every session; how many were live.
