@@ -203,6 +203,31 @@ fn the_listening_line_is_written_plainly_whatever_the_filter() {
     );
 }
 
+/// With `admin.bind`, the admin listener says where it listens, as the
+/// main one does, whatever the filter; and it serves the admin API.
+#[test]
+fn the_admin_listener_is_announced_whatever_the_filter() {
+    let (database_url, _dir) = common::sqlite_in_tempdir();
+    let server = TesseraProcess::spawn(&[
+        ("TESSERA__DATABASE__URL", &database_url),
+        ("TESSERA__ADMIN__BIND", "127.0.0.1:0"),
+    ]);
+    let line = server
+        .line_containing("admin on http://")
+        .expect("an `admin on` line");
+    let addr = line.split("admin on http://").nth(1).unwrap().trim();
+    assert_ne!(addr, server.addr);
+    // Its own listener: the admin API answers there (401 without a token).
+    use std::io::{Read, Write};
+    let mut connection = std::net::TcpStream::connect(addr).expect("connect");
+    connection
+        .write_all(b"GET /v1/admin/users HTTP/1.1\r\nHost: tessera\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    connection.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+}
+
 /// `log.format = "json"`: one object per line, the message exactly the text.
 #[test]
 fn json_logs_are_one_object_per_line() {

@@ -595,6 +595,8 @@ pub struct TesseraProcess {
     pub addr: String,
     /// The log line that said where it listens, as written.
     pub announced: String,
+    /// Every later log line, as written.
+    later: std::sync::mpsc::Receiver<String>,
 }
 
 /// The address in a `listening on http://ADDR` log line, text or JSON.
@@ -633,12 +635,31 @@ impl TesseraProcess {
             })
             .expect("a `listening on` line");
         // Keep reading the log so the process never blocks on a full pipe.
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+        let (send, later) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = send.send(line);
+            }
+        });
         TesseraProcess {
             child,
             addr,
             announced,
+            later,
         }
+    }
+
+    /// The first later log line containing `text`, waiting up to 10 s.
+    pub fn line_containing(&self, text: &str) -> Option<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.later.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+        None
     }
 
     pub fn url(&self, path: &str) -> String {
