@@ -201,16 +201,20 @@ async fn check_password_and_open(
         .create(user.id, epoch, client, auth)
         .await?
         .ok_or(SigninError::Superseded)?;
-    record_signin(stores, user.id).await;
+    record_signin(stores, user.id);
     Ok(SignedIn::Session(session))
 }
 
-/// Stamps a completed sign-in for the back office; failing to is logged,
-/// not the caller's problem.
-pub(super) async fn record_signin(stores: &Stores, user_id: Uuid) {
-    if let Err(err) = stores.users.record_signin(user_id).await {
-        tracing::warn!(error = %Causes(&err), "could not record a sign-in time");
-    }
+/// Stamps a completed sign-in for the back office, off the response path:
+/// the answer never waits for the write (it may queue behind another write
+/// of the row), and failing to is logged, not the caller's problem.
+pub(super) fn record_signin(stores: &Stores, user_id: Uuid) {
+    let users = stores.users.clone();
+    tokio::spawn(async move {
+        if let Err(err) = users.record_signin(user_id).await {
+            tracing::warn!(error = %Causes(&err), "could not record a sign-in time");
+        }
+    });
 }
 
 impl SigninOutcome {

@@ -183,7 +183,7 @@ pub async fn sign_in_with_code(
         .create(user_id, challenge.epoch, client, auth)
         .await?
         .ok_or(AccountError::InvalidToken)?;
-    record_signin(stores, user_id).await;
+    record_signin(stores, user_id);
     Ok(session)
 }
 

@@ -12,10 +12,13 @@ token from the operator CLI, checking which sessions survive each. Last, the
 second factor: TOTP enrolment checked with pyotp (an independent RFC 6238
 implementation), confirmation, the two-step sign-in (202 + signinMfa) with a
 TOTP code and with recovery codes, the `amr` of the access tokens, and
-disabling TOTP again.
+disabling TOTP again. Then the admin API (/v1/admin) with an admin token from
+the CLI: create, conflict, prefix-filtered pagination, limit validation,
+get, disable/enable, an admin-issued password reset, token cross-checks and
+delete.
 Exits 0 on success, 1 with a message on the first mismatch.
 
-The CLI step needs TESSERA_BIN (the tessera binary), TESSERA_REPO (the
+The CLI steps need TESSERA_BIN (the tessera binary), TESSERA_REPO (the
 repository root, its working directory) and the server's configuration as
 TESSERA_ENV, TESSERA__DATABASE__URL, TESSERA__REDIS__URL and
 TESSERA__REDIS__KEY_PREFIX; tests/ecosystem.rs sets them all.
@@ -33,6 +36,7 @@ import subprocess
 import sys
 import time
 import traceback
+import uuid
 import urllib.request
 from pathlib import Path
 from typing import Any, NoReturn
@@ -167,6 +171,24 @@ def issue_reset_token(username: str) -> str:
     return token
 
 
+def create_admin_token(name: str) -> str:
+    """An admin token from the operator CLI: the last line it prints."""
+    command = [os.environ["TESSERA_BIN"], "admin-tokens", "create", name]
+    step("operator CLI: " + " ".join(command[1:]))
+    try:
+        result = subprocess.run(command, cwd=os.environ["TESSERA_REPO"], env=os.environ,
+                                capture_output=True, check=True, timeout=60)
+    except subprocess.CalledProcessError as error:
+        fail(f"tessera admin-tokens create exited {error.returncode}: "
+             f"{error.stdout.decode(errors='replace')}{error.stderr.decode(errors='replace')}")
+    lines = result.stdout.decode().strip().splitlines()
+    check(bool(lines), "tessera admin-tokens create printed nothing")
+    token = lines[-1].strip()
+    check(token.startswith("tsa_") and len(token) > 4 and " " not in token,
+          f"tessera admin-tokens create: last line {token!r} is not a tsa_ token")
+    return token
+
+
 def jwt_claims(token: str) -> dict[str, Any]:
     """The payload of a JWT, decoded without verifying it."""
     parts = token.split(".")
@@ -218,6 +240,14 @@ def run(base_url: str, workdir: Path) -> None:
     start_totp_enrollment = importlib.import_module(f"{PACKAGE}.api.account.start_totp_enrollment")
     confirm_totp = importlib.import_module(f"{PACKAGE}.api.account.confirm_totp")
     disable_totp = importlib.import_module(f"{PACKAGE}.api.account.disable_totp")
+    admin_list_users = importlib.import_module(f"{PACKAGE}.api.admin.admin_list_users")
+    admin_create_user = importlib.import_module(f"{PACKAGE}.api.admin.admin_create_user")
+    admin_get_user = importlib.import_module(f"{PACKAGE}.api.admin.admin_get_user")
+    admin_disable_user = importlib.import_module(f"{PACKAGE}.api.admin.admin_disable_user")
+    admin_enable_user = importlib.import_module(f"{PACKAGE}.api.admin.admin_enable_user")
+    admin_issue_password_reset = importlib.import_module(f"{PACKAGE}.api.admin.admin_issue_password_reset")
+    admin_delete_user = importlib.import_module(f"{PACKAGE}.api.admin.admin_delete_user")
+    UNSET = importlib.import_module(f"{PACKAGE}.types").UNSET
     step(f"imported generated package {PACKAGE} from {workdir}")
 
     Client = client_mod.Client
@@ -239,6 +269,10 @@ def run(base_url: str, workdir: Path) -> None:
     MfaChallengeView = models.MfaChallengeView
     SigninMfaRequest = models.SigninMfaRequest
     PasswordAndCode = models.PasswordAndCode
+    AdminUser = models.AdminUser
+    AdminUsers = models.AdminUsers
+    AdminCreateUserRequest = models.AdminCreateUserRequest
+    IssuedPasswordReset = models.IssuedPasswordReset
 
     # Undocumented status codes raise instead of parsing to None.
     client = Client(base_url=base_url, raise_on_unexpected_status=True, timeout=30.0)
@@ -495,6 +529,124 @@ def run(base_url: str, workdir: Path) -> None:
     check(me.mfa_enabled is False and me.recovery_codes_left is None,
           f"getMe after disableTotp: mfa_enabled {me.mfa_enabled!r}, "
           f"recovery_codes_left {me.recovery_codes_left!r}, expected None")
+
+    # --- The admin API, with an admin token from the operator CLI.
+    admin_token = create_admin_token("py-eco-" + secrets.token_hex(6))
+    admin = authed(admin_token)
+    prefix = "pa" + secrets.token_hex(4) + "-"
+
+    def admin_create(name: str, password: str = STRONG_PASSWORD) -> Any:
+        return admin_create_user.sync_detailed(
+            client=admin, body=AdminCreateUserRequest(username=name, password=password))
+
+    def created(name: str) -> Any:
+        made = expect(admin_create(name), 201, AdminUser, f"adminCreateUser {name}")
+        check(made.username == name, f"adminCreateUser: username {made.username!r}, expected {name!r}")
+        check(made.disabled is False and made.disabled_at is None and made.mfa_enabled is False,
+              f"adminCreateUser {name}: disabled {made.disabled!r}, disabled_at {made.disabled_at!r}, "
+              f"mfa_enabled {made.mfa_enabled!r}")
+        check(made.password_changed_at is None and made.last_signin_at is None,
+              f"adminCreateUser {name}: password_changed_at {made.password_changed_at!r}, "
+              f"last_signin_at {made.last_signin_at!r}, expected None")
+        check(isinstance(made.id, uuid.UUID), f"adminCreateUser {name}: id {made.id!r} is not a UUID")
+        return made
+
+    def admin_get(user_id: Any, token: Any = None) -> Any:
+        return admin_get_user.sync_detailed(user_id, client=token or admin)
+
+    def admin_signin(name: str, password: str) -> Any:
+        return signin.sync_detailed(client=client, body=Credentials(username=name, password=password))
+
+    step(f"adminCreateUser x3 (prefix {prefix}) -> 201 AdminUser")
+    made = [created(prefix + suffix) for suffix in ("one", "two", "three")]
+
+    step("adminCreateUser with a taken username -> 409 conflict")
+    expect_problem(admin_create(made[0].username), 409, "conflict", Problem,
+                   "adminCreateUser with a taken username")
+
+    step("adminListUsers limit=2 by username_prefix, following next; one more user after page 1")
+    listed: list[Any] = []
+    after: Any = UNSET
+    pages = 0
+    while True:
+        page = expect(admin_list_users.sync_detailed(client=admin, after=after, limit=2, username_prefix=prefix),
+                      200, AdminUsers, f"adminListUsers page {pages + 1}")
+        pages += 1
+        check(isinstance(page.users, list) and all(isinstance(u, AdminUser) for u in page.users),
+              f"adminListUsers page {pages}: expected list[AdminUser], got {page.users!r}")
+        check(1 <= len(page.users) <= 2, f"adminListUsers page {pages}: {len(page.users)} users, limit 2")
+        listed.extend(page.users)
+        if pages == 1:
+            made.append(created(prefix + "four"))
+        if page.next_ is None:
+            break
+        check(isinstance(page.next_, str), f"adminListUsers page {pages}: next {page.next_!r} is not a string")
+        check(page.next_ == str(page.users[-1].id),
+              f"adminListUsers page {pages}: next {page.next_!r}, expected the last id {page.users[-1].id}")
+        check(pages < 10, "adminListUsers: more than 10 pages for 4 users")
+        after = uuid.UUID(page.next_)
+    expected_ids = [str(u.id) for u in sorted(made, key=lambda u: u.id)]
+    listed_ids = [str(u.id) for u in listed]
+    check(listed_ids == expected_ids,
+          f"adminListUsers: listed {[u.username for u in listed]} ({listed_ids}), "
+          f"expected {[u.username for u in sorted(made, key=lambda u: u.id)]} ({expected_ids}) in ascending id")
+    check(pages == 2, f"adminListUsers: {pages} pages for 4 users at limit 2, expected 2")
+
+    step("adminListUsers limit=0 -> 422 validation (limit/out_of_range)")
+    errors = expect_validation(admin_list_users.sync_detailed(client=admin, limit=0), "limit", Problem, FieldError,
+                               "adminListUsers limit=0")
+    check(errors[0].code == "out_of_range", f"adminListUsers limit=0: code {errors[0].code!r}")
+
+    target = made[0]
+    step(f"adminGetUser {target.username} -> 200 AdminUser")
+    got = expect(admin_get(target.id), 200, AdminUser, "adminGetUser")
+    check(got.id == target.id and got.username == target.username,
+          f"adminGetUser: got {got.username!r}/{got.id}, expected {target.username!r}/{target.id}")
+
+    step("signin as that user; adminDisableUser -> 204; signin -> 401; its session -> 401 on refresh")
+    before = expect(admin_signin(target.username, STRONG_PASSWORD), 200, TokenPair, "signin of an admin-made user")
+    expect(admin_disable_user.sync_detailed(target.id, client=admin), 204, None, "adminDisableUser")
+    expect_problem(admin_signin(target.username, STRONG_PASSWORD), 401, "invalid_credentials", Problem,
+                   "signin of a disabled user")
+    refresh_rejected(before.refresh_token, "refresh of a session of a disabled user")
+    got = expect(admin_get(target.id), 200, AdminUser, "adminGetUser after adminDisableUser")
+    check(got.disabled is True and got.disabled_at is not None,
+          f"adminGetUser after adminDisableUser: disabled {got.disabled!r}, disabled_at {got.disabled_at!r}")
+    check(got.last_signin_at is not None, "adminGetUser after a signin: last_signin_at is None")
+
+    step("adminEnableUser -> 204; signin -> 200")
+    expect(admin_enable_user.sync_detailed(target.id, client=admin), 204, None, "adminEnableUser")
+    got = expect(admin_get(target.id), 200, AdminUser, "adminGetUser after adminEnableUser")
+    check(got.disabled is False and got.disabled_at is None,
+          f"adminGetUser after adminEnableUser: disabled {got.disabled!r}, disabled_at {got.disabled_at!r}")
+    expect(admin_signin(target.username, STRONG_PASSWORD), 200, TokenPair, "signin after adminEnableUser")
+
+    step("adminIssuePasswordReset -> 200; resetPassword with it -> 204; the new password signs in")
+    issued = expect(admin_issue_password_reset.sync_detailed(target.id, client=admin), 200, IssuedPasswordReset,
+                    "adminIssuePasswordReset")
+    check(re.fullmatch(r"tsp_[A-Za-z0-9_-]{43}", issued.reset_token) is not None,
+          f"adminIssuePasswordReset: reset_token {issued.reset_token!r} is not a tsp_ token")
+    check(isinstance(issued.expires_in, int) and issued.expires_in > 0,
+          f"adminIssuePasswordReset: expires_in {issued.expires_in!r}")
+    expect(reset_password.sync_detailed(
+        client=client, body=ResetPasswordRequest(reset_token=issued.reset_token, new_password=CHANGED_PASSWORD)),
+        204, None, "resetPassword with an admin-issued token")
+    expect_problem(admin_signin(target.username, STRONG_PASSWORD), 401, "invalid_credentials", Problem,
+                   "signin with the password from before the admin reset")
+    user_pair = expect(admin_signin(target.username, CHANGED_PASSWORD), 200, TokenPair,
+                       "signin with the admin-reset password")
+    got = expect(admin_get(target.id), 200, AdminUser, "adminGetUser after the reset")
+    check(got.password_changed_at is not None, "adminGetUser after the reset: password_changed_at is None")
+
+    step("a user's access token on adminGetUser -> 401 invalid_token; the admin token on getMe -> 401")
+    expect_problem(admin_get(target.id, authed(user_pair.access_token)), 401, "invalid_token", Problem,
+                   "adminGetUser with a user's access token")
+    expect_problem(get_me.sync_detailed(client=admin), 401, "invalid_token", Problem,
+                   "getMe with an admin token")
+
+    step("adminDeleteUser -> 204; adminGetUser -> 404 not_found")
+    expect(admin_delete_user.sync_detailed(target.id, client=admin), 204, None, "adminDeleteUser")
+    expect_problem(admin_get(target.id), 404, "not_found", Problem, "adminGetUser after adminDeleteUser")
 
     step("all checks passed")
 

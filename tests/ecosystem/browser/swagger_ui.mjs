@@ -171,9 +171,16 @@ async function main() {
   await page.locator(".scheme-container button.authorize").click();
   const modal = page.locator(".dialog-ux .modal-ux");
   await modal.waitFor({ state: "visible" });
-  await modal.locator(".auth-container input").first().fill(accessToken);
-  await modal.locator(".auth-btn-wrapper button.authorize").click();
-  await modal.locator(".auth-btn-wrapper button.btn-done").click();
+  // One entry per security scheme: the user's bearer token here; the admin
+  // API's `adminToken` has an entry of its own.
+  const adminEntry = modal.locator(".auth-container").filter({ hasText: "adminToken" });
+  if ((await adminEntry.count()) !== 1) {
+    throw new Error("the Authorize dialog has no entry of its own for adminToken");
+  }
+  const userEntry = modal.locator(".auth-container").filter({ hasText: "bearerAuth" });
+  await userEntry.locator("input").first().fill(accessToken);
+  await userEntry.locator(".auth-btn-wrapper button.authorize").click();
+  await userEntry.locator(".auth-btn-wrapper button.btn-done").click();
   await modal.waitFor({ state: "hidden" });
 
   step("getMe: Try it out, Execute");

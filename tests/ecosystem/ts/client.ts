@@ -6,7 +6,8 @@
 // Usage (via run.sh): tsx client.ts BASE_URL
 // The second-factor steps compute TOTP codes with their own RFC 6238 code
 // (node:crypto HMAC-SHA1, base32 decoding) from the otpauth URI alone.
-// The reset step runs the operator CLI: it needs TESSERA_BIN (the tessera
+// The reset and admin-API steps run the operator CLI (`users reset-password`,
+// `admin-tokens create`): it needs TESSERA_BIN (the tessera
 // binary), TESSERA_REPO (the repository root, its working directory) and the
 // server's configuration as TESSERA_ENV, TESSERA__DATABASE__URL,
 // TESSERA__REDIS__URL and TESSERA__REDIS__KEY_PREFIX (tests/ecosystem.rs sets them).
@@ -21,6 +22,8 @@ type FieldError = components["schemas"]["FieldError"];
 type TokenPair = components["schemas"]["TokenPair"];
 type MfaChallengeView = components["schemas"]["MfaChallengeView"];
 type MeView = components["schemas"]["MeView"];
+type AdminUser = components["schemas"]["AdminUser"];
+type AdminUsers = components["schemas"]["AdminUsers"];
 
 // Compile-time checks that errors are typed from the document: `error` of an
 // operation must be exactly the Problem schema, not `unknown` or `never`.
@@ -270,6 +273,28 @@ function issueResetToken(username: string): string {
     /^tsp_[A-Za-z0-9_-]{43}$/.test(token),
     `tessera users reset-password: last line ${JSON.stringify(token)} is not a tsp_ token`,
   );
+  return token;
+}
+
+/** An admin token from the operator CLI: the last line it prints. */
+function createAdminToken(name: string): string {
+  const args = ["admin-tokens", "create", name];
+  step(`operator CLI: ${args.join(" ")}`);
+  let stdout: string;
+  try {
+    stdout = execFileSync(requiredEnv("TESSERA_BIN"), args, {
+      cwd: requiredEnv("TESSERA_REPO"),
+      env: process.env,
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+      timeout: 60_000,
+    });
+  } catch (error) {
+    const { status, stdout: out, stderr } = error as { status?: number | null; stdout?: string; stderr?: string };
+    throw new Mismatch(`tessera admin-tokens create exited ${status}: ${out ?? ""}${stderr ?? ""}`);
+  }
+  const token = stdout.trim().split("\n").at(-1)?.trim() ?? "";
+  check(/^tsa_\S+$/.test(token), `tessera admin-tokens create: last line ${JSON.stringify(token)} is not a tsa_ token`);
   return token;
 }
 
@@ -640,6 +665,200 @@ async function run(baseUrl: string): Promise<void> {
       `getMe after disableTotp: mfa_enabled ${me.mfa_enabled}, ` +
         `recovery_codes_left ${JSON.stringify(me.recovery_codes_left)}`,
     );
+  }
+
+  // --- The admin API, with an admin token from the operator CLI.
+  const adminToken = createAdminToken("ts-eco-" + Math.random().toString(16).slice(2, 14));
+  const admin = bearer(adminToken);
+  const prefix = "ta" + Math.random().toString(16).slice(2, 10) + "-";
+  const adminCreate = (name: string) =>
+    client.POST("/v1/admin/users", { headers: admin, body: { username: name, password: STRONG_PASSWORD } });
+  const created = async (name: string): Promise<AdminUser> => {
+    const { data, error, response } = await adminCreate(name);
+    assertType<Exactly<NonNullable<typeof error>, Problem>>();
+    assertType<Exactly<NonNullable<typeof data>, AdminUser>>();
+    expectStatus(response, 201, `adminCreateUser ${name}`, data ?? error);
+    check(data !== undefined, `adminCreateUser ${name}: no body`);
+    check(data.username === name, `adminCreateUser: username ${data.username}, expected ${name}`);
+    check(
+      data.disabled === false && data.disabled_at === null && data.mfa_enabled === false,
+      `adminCreateUser ${name}: disabled ${data.disabled}, disabled_at ${data.disabled_at}, mfa_enabled ${data.mfa_enabled}`,
+    );
+    check(
+      data.password_changed_at === null && data.last_signin_at === null,
+      `adminCreateUser ${name}: password_changed_at ${data.password_changed_at}, last_signin_at ${data.last_signin_at}`,
+    );
+    return data;
+  };
+  const adminGet = (id: string, headers = admin) =>
+    client.GET("/v1/admin/users/{id}", { headers, params: { path: { id } } });
+  const adminUser = async (id: string, what: string): Promise<AdminUser> => {
+    const { data, error, response } = await adminGet(id);
+    assertType<Exactly<NonNullable<typeof error>, Problem>>();
+    expectStatus(response, 200, what, data ?? error);
+    check(data !== undefined, `${what}: no body`);
+    return data;
+  };
+  const signInAs = (name: string, password: string) =>
+    client.POST("/v1/auth/signin", { body: { username: name, password } });
+
+  step(`adminCreateUser x3 (prefix ${prefix}) -> 201 AdminUser`);
+  const made: AdminUser[] = [];
+  for (const suffix of ["one", "two", "three"]) made.push(await created(prefix + suffix));
+  const target = made[0];
+  check(target !== undefined, "adminCreateUser: no user");
+
+  step("adminCreateUser with a taken username -> 409 conflict");
+  {
+    const { error, response } = await adminCreate(target.username);
+    expectProblem(response, error, 409, "conflict", "adminCreateUser with a taken username");
+  }
+
+  step("adminListUsers limit=2 by username_prefix, following next; one more user after page 1");
+  {
+    const listed: AdminUser[] = [];
+    let after: string | undefined;
+    let pages = 0;
+    for (;;) {
+      const { data, error, response } = await client.GET("/v1/admin/users", {
+        headers: admin,
+        params: { query: { limit: 2, username_prefix: prefix, ...(after === undefined ? {} : { after }) } },
+      });
+      assertType<Exactly<NonNullable<typeof error>, Problem>>();
+      assertType<Exactly<NonNullable<typeof data>, AdminUsers>>();
+      pages += 1;
+      expectStatus(response, 200, `adminListUsers page ${pages}`, data ?? error);
+      check(data !== undefined, `adminListUsers page ${pages}: no body`);
+      check(
+        data.users.length >= 1 && data.users.length <= 2,
+        `adminListUsers page ${pages}: ${data.users.length} users, limit 2`,
+      );
+      listed.push(...data.users);
+      if (pages === 1) made.push(await created(prefix + "four"));
+      // The document leaves `next` optional (`next?: string | null`); the server always sends it.
+      const next = data.next;
+      check(next !== undefined, `adminListUsers page ${pages}: no next (expected a cursor or null)`);
+      if (next === null) break;
+      check(
+        next === data.users.at(-1)?.id,
+        `adminListUsers page ${pages}: next ${next}, expected the last id ${data.users.at(-1)?.id}`,
+      );
+      check(pages < 10, "adminListUsers: more than 10 pages for 4 users");
+      after = next;
+    }
+    // Ascending id: UUIDs in canonical lower-case form compare like their bytes.
+    const expected = [...made].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    check(
+      JSON.stringify(listed.map((u) => u.id)) === JSON.stringify(expected.map((u) => u.id)),
+      `adminListUsers: listed ${JSON.stringify(listed.map((u) => u.username))}, ` +
+        `expected ${JSON.stringify(expected.map((u) => u.username))} in ascending id`,
+    );
+    check(pages === 2, `adminListUsers: ${pages} pages for 4 users at limit 2, expected 2`);
+  }
+
+  step("adminListUsers limit=0 -> 422 validation (limit/out_of_range)");
+  {
+    const { error, response } = await client.GET("/v1/admin/users", {
+      headers: admin,
+      params: { query: { limit: 0 } },
+    });
+    const errors = expectValidation(response, error, "limit", "adminListUsers limit=0");
+    check(errors[0]?.code === "out_of_range", `adminListUsers limit=0: code ${errors[0]?.code}`);
+  }
+
+  step(`adminGetUser ${target.username} -> 200 AdminUser`);
+  {
+    const got = await adminUser(target.id, "adminGetUser");
+    check(
+      got.id === target.id && got.username === target.username,
+      `adminGetUser: got ${got.username}/${got.id}, expected ${target.username}/${target.id}`,
+    );
+  }
+
+  step("signin as that user; adminDisableUser -> 204; signin -> 401; its session -> 401 on refresh");
+  {
+    const signed = await signInAs(target.username, STRONG_PASSWORD);
+    const before = tokenPairOf(signed.response, signed.data, signed.error, "signin of an admin-made user");
+    const { error, response } = await client.POST("/v1/admin/users/{id}/disable", {
+      headers: admin,
+      params: { path: { id: target.id } },
+    });
+    expectStatus(response, 204, "adminDisableUser", error);
+    const refused = await signInAs(target.username, STRONG_PASSWORD);
+    expectProblem(refused.response, refused.error, 401, "invalid_credentials", "signin of a disabled user");
+    await refreshRejected(before.refresh_token, "refresh of a session of a disabled user");
+    const got = await adminUser(target.id, "adminGetUser after adminDisableUser");
+    check(
+      got.disabled === true && got.disabled_at !== null,
+      `adminGetUser after adminDisableUser: disabled ${got.disabled}, disabled_at ${got.disabled_at}`,
+    );
+    check(got.last_signin_at !== null, "adminGetUser after a signin: last_signin_at is null");
+  }
+
+  step("adminEnableUser -> 204; signin -> 200");
+  {
+    const { error, response } = await client.POST("/v1/admin/users/{id}/enable", {
+      headers: admin,
+      params: { path: { id: target.id } },
+    });
+    expectStatus(response, 204, "adminEnableUser", error);
+    const got = await adminUser(target.id, "adminGetUser after adminEnableUser");
+    check(
+      got.disabled === false && got.disabled_at === null,
+      `adminGetUser after adminEnableUser: disabled ${got.disabled}, disabled_at ${got.disabled_at}`,
+    );
+    const signed = await signInAs(target.username, STRONG_PASSWORD);
+    tokenPairOf(signed.response, signed.data, signed.error, "signin after adminEnableUser");
+  }
+
+  step("adminIssuePasswordReset -> 200; resetPassword with it -> 204; the new password signs in");
+  let userPair: TokenPair;
+  {
+    const { data, error, response } = await client.POST("/v1/admin/users/{id}/password-reset", {
+      headers: admin,
+      params: { path: { id: target.id } },
+    });
+    assertType<Exactly<NonNullable<typeof data>, components["schemas"]["IssuedPasswordReset"]>>();
+    expectStatus(response, 200, "adminIssuePasswordReset", data ?? error);
+    check(data !== undefined, "adminIssuePasswordReset: no body");
+    check(
+      /^tsp_[A-Za-z0-9_-]{43}$/.test(data.reset_token),
+      `adminIssuePasswordReset: reset_token ${JSON.stringify(data.reset_token)} is not a tsp_ token`,
+    );
+    check(Number.isInteger(data.expires_in) && data.expires_in > 0, `adminIssuePasswordReset: expires_in ${data.expires_in}`);
+    const reset = await client.POST("/v1/auth/password-reset", {
+      body: { reset_token: data.reset_token, new_password: CHANGED_PASSWORD },
+    });
+    expectStatus(reset.response, 204, "resetPassword with an admin-issued token", reset.error);
+    const old = await signInAs(target.username, STRONG_PASSWORD);
+    expectProblem(old.response, old.error, 401, "invalid_credentials", "signin with the password from before the admin reset");
+    const signed = await signInAs(target.username, CHANGED_PASSWORD);
+    userPair = tokenPairOf(signed.response, signed.data, signed.error, "signin with the admin-reset password");
+    const got = await adminUser(target.id, "adminGetUser after the reset");
+    check(got.password_changed_at !== null, "adminGetUser after the reset: password_changed_at is null");
+  }
+
+  step("a user's access token on adminGetUser -> 401 invalid_token; the admin token on getMe -> 401");
+  {
+    const { error, response } = await adminGet(target.id, bearer(userPair.access_token));
+    expectProblem(response, error, 401, "invalid_token", "adminGetUser with a user's access token");
+  }
+  {
+    const { error, response } = await client.GET("/v1/me", { headers: admin });
+    expectProblem(response, error, 401, "invalid_token", "getMe with an admin token");
+  }
+
+  step("adminDeleteUser -> 204; adminGetUser -> 404 not_found");
+  {
+    const { error, response } = await client.DELETE("/v1/admin/users/{id}", {
+      headers: admin,
+      params: { path: { id: target.id } },
+    });
+    expectStatus(response, 204, "adminDeleteUser", error);
+  }
+  {
+    const { error, response } = await adminGet(target.id);
+    expectProblem(response, error, 404, "not_found", "adminGetUser after adminDeleteUser");
   }
 
   step("all checks passed");
