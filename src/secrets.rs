@@ -38,6 +38,17 @@ pub struct Revealed(String);
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretDigest(String);
 
+/// Lower-case hex: how digests, MACs and key ids derived from secrets are
+/// written wherever they are stored or named.
+pub fn lower_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
 impl SecretKind {
     pub fn generate(self) -> Issued {
         let mut bytes = [0u8; RANDOM_BYTES];
@@ -63,7 +74,7 @@ impl SecretKind {
 impl SecretDigest {
     fn of(text: &str) -> Self {
         let digest = Sha256::digest(text.as_bytes());
-        SecretDigest(digest.iter().map(|byte| format!("{byte:02x}")).collect())
+        SecretDigest(lower_hex(&digest))
     }
 
     /// A digest read back from storage.
@@ -134,6 +145,12 @@ mod tests {
         assert!(RESET_TOKEN.parse("tsp_").is_none());
         assert!(RESET_TOKEN.parse("").is_none());
         assert!(RESET_TOKEN.parse(&format!("tsp_{body}\u{e9}")).is_none());
+    }
+
+    #[test]
+    fn hex_is_two_lower_case_digits_a_byte() {
+        assert_eq!(lower_hex(&[0x00, 0x0f, 0xab, 0xff]), "000fabff");
+        assert_eq!(lower_hex(&[]), "");
     }
 
     #[test]

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::{
     clock::Clock,
+    secrets::lower_hex,
     sessions::SessionAuth,
     settings::{JwtAlgorithm, JwtSettings},
 };
@@ -227,7 +228,7 @@ fn hmac_kid(secret: &[u8]) -> String {
         .chain_update(b"tessera-hs256-kid:")
         .chain_update(secret)
         .finalize();
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    lower_hex(&digest[..8])
 }
 
 fn read_ed25519(path: &std::path::Path, key: &'static str) -> Result<EncodingKey, KeyError> {

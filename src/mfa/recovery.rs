@@ -10,6 +10,8 @@ use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
 
+use crate::secrets::lower_hex;
+
 const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 const CHARS: usize = 16;
 pub const CODES_PER_SET: usize = 10;
@@ -68,11 +70,7 @@ impl RecoveryCode {
     pub fn digest(&self, key: &[u8; 32]) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
         mac.update(self.0.as_bytes());
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect()
+        lower_hex(&mac.finalize().into_bytes())
     }
 }
 

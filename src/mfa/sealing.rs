@@ -14,7 +14,10 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::settings::{MfaSettings, Secret};
+use crate::{
+    secrets::lower_hex,
+    settings::{MfaSettings, Secret},
+};
 
 const NONCE_BYTES: usize = 24;
 
@@ -133,10 +136,8 @@ impl SealingKey {
         hkdf.expand(b"tessera/mfa/recovery-codes/v1", &mut code_mac_key)
             .expect("32 bytes is a valid HKDF-SHA256 output length");
         // Names the key without revealing it: a hash of the derived key.
-        let id = Sha256::digest([b"tessera/mfa/key-id/v1".as_slice(), &key].concat())[..6]
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
+        let id =
+            lower_hex(&Sha256::digest([b"tessera/mfa/key-id/v1".as_slice(), &key].concat())[..6]);
         SealingKey {
             id,
             cipher: XChaCha20Poly1305::new((&key).into()),

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::{
     domain::Username,
     keyspace::{Keyspace, RedisError},
+    secrets::lower_hex,
     settings::{RateLimitSettings, Secret},
 };
 
@@ -247,10 +248,7 @@ impl Subjects {
         mac.update(kind.as_bytes());
         mac.update(&[0]);
         mac.update(subject);
-        mac.finalize().into_bytes()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        lower_hex(&mac.finalize().into_bytes()[..16])
     }
 
     /// The client's network bucket.
