@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::{
     admin_tokens::{AdminToken, AdminTokenError, AdminTokenName, InvalidTokenName},
+    audit::Acting,
     auth::hashing::{HashingError, HashingPool},
     clock::Clock,
     domain::{PasswordPolicy, Username, Violations},
@@ -172,8 +173,14 @@ pub async fn users(settings: &Settings, command: UsersCommand) -> Result<String,
             let (username, password) = policy.parse_new_account(&username, read_password()?)?;
             // Only the command that hashes starts a hashing pool.
             let hashing = HashingPool::new(&settings.password).await?;
-            let user =
-                flows::sign_up(&stores, &hashing, Origin::Operator, username, password).await?;
+            let user = flows::sign_up(
+                &stores,
+                &hashing,
+                Origin::Operator(Acting::cli()),
+                username,
+                password,
+            )
+            .await?;
             Ok(format!("created user {}", described(&user)))
         }
         UsersCommand::List => {
@@ -193,7 +200,7 @@ pub async fn users(settings: &Settings, command: UsersCommand) -> Result<String,
             Ok(user_table(&users))
         }
         UsersCommand::Disable { user: given } => {
-            let (user, revoked) = flows::disable_user(&stores, &user_ref(&given)?)
+            let (user, revoked) = flows::disable_user(&stores, &user_ref(&given)?, &Acting::cli())
                 .await
                 .map_err(user_op_error(&given))?;
             Ok(format!(
@@ -202,7 +209,7 @@ pub async fn users(settings: &Settings, command: UsersCommand) -> Result<String,
             ))
         }
         UsersCommand::Enable { user: given } => {
-            let user = flows::enable_user(&stores, &user_ref(&given)?)
+            let user = flows::enable_user(&stores, &user_ref(&given)?, &Acting::cli())
                 .await
                 .map_err(user_op_error(&given))?;
             Ok(format!("enabled user {}", described(&user)))
@@ -212,6 +219,7 @@ pub async fn users(settings: &Settings, command: UsersCommand) -> Result<String,
                 &stores,
                 &user_ref(&given)?,
                 settings.password.reset_ttl,
+                &Acting::cli(),
             )
             .await
             .map_err(user_op_error(&given))?;
@@ -223,9 +231,10 @@ pub async fn users(settings: &Settings, command: UsersCommand) -> Result<String,
             ))
         }
         UsersCommand::ResetMfa { user: given } => {
-            let (user, removed, revoked) = flows::reset_mfa(&stores, &user_ref(&given)?)
-                .await
-                .map_err(user_op_error(&given))?;
+            let (user, removed, revoked) =
+                flows::reset_mfa(&stores, &user_ref(&given)?, &Acting::cli())
+                    .await
+                    .map_err(user_op_error(&given))?;
             let what = if removed {
                 "removed the second factor of"
             } else {
@@ -237,7 +246,7 @@ pub async fn users(settings: &Settings, command: UsersCommand) -> Result<String,
             ))
         }
         UsersCommand::Delete { user: given } => {
-            let (user, revoked) = flows::delete_user(&stores, &user_ref(&given)?)
+            let (user, revoked) = flows::delete_user(&stores, &user_ref(&given)?, &Acting::cli())
                 .await
                 .map_err(user_op_error(&given))?;
             Ok(format!(
@@ -271,7 +280,7 @@ pub async fn admin_tokens(
                 None => None,
             };
             let created = tokens
-                .create(parsed, lifetime)
+                .create(parsed, lifetime, &Acting::cli())
                 .await
                 .map_err(store_error(&name))?;
             let expires = created.token.expires_at.map_or_else(
@@ -290,7 +299,11 @@ pub async fn admin_tokens(
         }
         AdminTokensCommand::Revoke { name } => {
             let parsed = AdminTokenName::parse(&name)?;
-            if tokens.revoke(&parsed).await.map_err(store_error(&name))? {
+            if tokens
+                .revoke(&parsed, &Acting::cli())
+                .await
+                .map_err(store_error(&name))?
+            {
                 Ok(format!("revoked admin token {parsed}"))
             } else {
                 Err(AdminError::NoSuchToken(name))
@@ -320,6 +333,10 @@ pub async fn mfa(settings: &Settings, command: MfaCommand) -> Result<String, Adm
     }
 }
 
+/// How long a command waits for its queued events (session revocations
+/// with the database down) before exiting.
+const AUDIT_FLUSH_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs a `sessions` command; the text to print on success.
 pub async fn sessions(settings: &Settings, command: SessionsCommand) -> Result<String, AdminError> {
     let stores = Stores::connect(settings, Clock::system()).await?;
@@ -338,20 +355,26 @@ pub async fn sessions(settings: &Settings, command: SessionsCommand) -> Result<S
     }
     match session_id {
         None => {
-            let revoked = flows::sign_out_everywhere(&stores, user.id).await?;
+            let revoked = flows::sign_out_everywhere(&stores, user.id, &Acting::cli()).await?;
+            stores.audit.flush(AUDIT_FLUSH_GRACE).await;
             Ok(format!(
                 "revoked {revoked} session(s) of {}",
                 described(&user)
             ))
         }
-        Some(session_id) => match flows::revoke_session(&stores, user.id, session_id).await {
-            Ok(()) => Ok(format!("revoked session {session_id} of {}", user.username)),
-            Err(RevokeError::NotFound) => Err(AdminError::NoSuchSession(
-                user.username.to_string(),
-                session_id,
-            )),
-            Err(RevokeError::Sessions(err)) => Err(err.into()),
-        },
+        Some(session_id) => {
+            match flows::revoke_session(&stores, user.id, session_id, &Acting::cli()).await {
+                Ok(()) => {
+                    stores.audit.flush(AUDIT_FLUSH_GRACE).await;
+                    Ok(format!("revoked session {session_id} of {}", user.username))
+                }
+                Err(RevokeError::NotFound) => Err(AdminError::NoSuchSession(
+                    user.username.to_string(),
+                    session_id,
+                )),
+                Err(RevokeError::Sessions(err)) => Err(err.into()),
+            }
+        }
     }
 }
 

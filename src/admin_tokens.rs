@@ -8,10 +8,11 @@ use chrono::{DateTime, Utc};
 use entity::admin_token;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, sea_query::Expr,
+    QueryOrder, TransactionTrait, sea_query::Expr,
 };
 
 use crate::{
+    audit::{self, Acting, EventType},
     clock::Clock,
     secrets::{ADMIN_TOKEN, Revealed, SecretDigest},
     users::UserStoreError,
@@ -81,31 +82,43 @@ impl AdminTokenStore {
         AdminTokenStore { db, clock }
     }
 
-    /// Creates a token; the unique name settles races.
+    /// Creates a token, with an `admin.token_created` event by `by`; the
+    /// unique name settles races.
     pub async fn create(
         &self,
         name: AdminTokenName,
         lifetime: Option<chrono::TimeDelta>,
+        by: &Acting,
     ) -> Result<CreatedAdminToken, AdminTokenError> {
         let issued = ADMIN_TOKEN.generate();
         let now = self.clock.now();
+        let expires_at = lifetime.map(|lifetime| now + lifetime);
+        let event = EventType::AdminTokenCreated
+            .by(by)
+            .detail(serde_json::json!({ "name": name.as_str(), "expires_at": expires_at }));
+        let txn = self.db.begin().await.map_err(UserStoreError::from)?;
         let inserted = admin_token::ActiveModel {
             name: Set(name.as_str().to_owned()),
             token_hash: Set(issued.digest.as_str().to_owned()),
             created_at: Set(now),
-            expires_at: Set(lifetime.map(|lifetime| now + lifetime)),
+            expires_at: Set(expires_at),
             last_used_at: Set(None),
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await;
-        match inserted.map_err(UserStoreError::from) {
-            Ok(model) => Ok(CreatedAdminToken {
-                token: model.into(),
-                text: issued.text,
-            }),
-            Err(UserStoreError::UsernameTaken) => Err(AdminTokenError::NameTaken),
-            Err(err) => Err(err.into()),
-        }
+        let model = match inserted.map_err(UserStoreError::from) {
+            Ok(model) => model,
+            Err(UserStoreError::UsernameTaken) => return Err(AdminTokenError::NameTaken),
+            Err(err) => return Err(err.into()),
+        };
+        audit::insert(&txn, now, &event)
+            .await
+            .map_err(UserStoreError::from)?;
+        txn.commit().await.map_err(UserStoreError::from)?;
+        Ok(CreatedAdminToken {
+            token: model.into(),
+            text: issued.text,
+        })
     }
 
     /// Every token, oldest first.
@@ -151,13 +164,29 @@ impl AdminTokenStore {
     }
 
     /// Revokes a token at once (every instance checks the table on every
-    /// call); `false` when there was none of that name.
-    pub async fn revoke(&self, name: &AdminTokenName) -> Result<bool, AdminTokenError> {
-        let result = admin_token::Entity::delete_by_id(name.as_str().to_owned())
-            .exec(&self.db)
-            .await
-            .map_err(UserStoreError::from)?;
-        Ok(result.rows_affected == 1)
+    /// call), with an `admin.token_revoked` event by `by`; `false` when
+    /// there was none of that name.
+    pub async fn revoke(
+        &self,
+        name: &AdminTokenName,
+        by: &Acting,
+    ) -> Result<bool, AdminTokenError> {
+        let revoking = async {
+            let txn = self.db.begin().await?;
+            let result = admin_token::Entity::delete_by_id(name.as_str().to_owned())
+                .exec(&txn)
+                .await?;
+            if result.rows_affected != 1 {
+                return Ok(false);
+            }
+            let event = EventType::AdminTokenRevoked
+                .by(by)
+                .detail(serde_json::json!({ "name": name.as_str() }));
+            audit::insert(&txn, self.clock.now(), &event).await?;
+            txn.commit().await?;
+            Ok::<_, sea_orm::DbErr>(true)
+        };
+        Ok(revoking.await.map_err(UserStoreError::from)?)
     }
 }
 

@@ -15,6 +15,7 @@ use poem::{
 
 use crate::{
     api::{self, ApiContext, ClientIpResolver, RefreshCookie},
+    audit::AuditLog,
     auth::{hashing::HashingPool, jwt::AccessTokens},
     clock::Clock,
     domain::PasswordPolicy,
@@ -51,6 +52,7 @@ pub struct App {
     admin: Option<SideListener>,
     shutdown_timeout: Duration,
     idle_timeout: Duration,
+    audit: AuditLog,
 }
 
 /// A listener apart from the public one: Prometheus, or the admin API.
@@ -68,9 +70,16 @@ impl App {
     /// As [`App::build`], reading time from `clock` for what the instance
     /// stamps itself (tests model a host whose clock is off this way).
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<App, StartupError> {
-        let metrics = Arc::new(Metrics::default());
+        let stores = Stores::connect(&settings, clock).await?;
+        if let Some(retention) = settings.audit.retention {
+            stores
+                .audit
+                .spawn_pruning(retention, settings.audit.prune_interval);
+        }
+        let audit = stores.audit.clone();
+        let metrics = Arc::new(Metrics::new(audit.dropped_counter()));
         let context = Arc::new(ApiContext {
-            stores: Stores::connect(&settings, clock).await?,
+            stores,
             hashing: HashingPool::new(&settings.password).await?,
             password_policy: PasswordPolicy {
                 min_score: settings.password.min_score,
@@ -122,6 +131,7 @@ impl App {
             admin,
             shutdown_timeout: settings.server.shutdown_timeout,
             idle_timeout: settings.server.idle_timeout,
+            audit,
         })
     }
 
@@ -180,9 +190,15 @@ impl App {
         let admin = apart(self.admin, "admin", stopped);
         let result = tokio::try_join!(api, metrics, admin).map(|_| ());
         signal.abort();
+        // Events still queued for a database that was down get a moment
+        // more; what is left is counted as dropped.
+        self.audit.flush(AUDIT_FLUSH_GRACE).await;
         result
     }
 }
+
+/// How long a stopping server waits for queued audit events.
+const AUDIT_FLUSH_GRACE: Duration = Duration::from_secs(2);
 
 async fn bind(addr: SocketAddr) -> Result<(TcpAcceptor, SocketAddr), StartupError> {
     let acceptor = TcpListener::bind(addr)

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod admin_tokens;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod database;

@@ -100,8 +100,9 @@ pub struct Metrics {
     hashing_queued: Gauge,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    /// The server's metrics, with the audit log's drop counter among them.
+    pub fn new(audit_events_dropped: Counter) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -145,6 +146,11 @@ impl Default for Metrics {
             "Password hashes being computed now",
             hashing_active.clone(),
         );
+        registry.register(
+            "tessera_audit_events_dropped",
+            "Audit events lost: the retry queue was full, or the database had not taken them at shutdown",
+            audit_events_dropped,
+        );
         let hashing_queued = Gauge::default();
         registry.register(
             "tessera_hashing_queue_depth",
@@ -162,9 +168,6 @@ impl Default for Metrics {
             hashing_queued,
         }
     }
-}
-
-impl Metrics {
     pub fn signin(&self, outcome: SigninOutcome) {
         let outcome = match outcome {
             SigninOutcome::Success => "success",
@@ -289,7 +292,7 @@ mod tests {
 
     #[test]
     fn outcomes_and_gauges_render_as_prometheus_text() {
-        let metrics = Metrics::default();
+        let metrics = Metrics::new(Counter::default());
         metrics.signin(SigninOutcome::Success);
         metrics.signin(SigninOutcome::Invalid);
         metrics.signin(SigninOutcome::Invalid);
@@ -312,7 +315,7 @@ mod tests {
 
     #[test]
     fn requests_without_a_route_share_one_series() {
-        let metrics = Metrics::default();
+        let metrics = Metrics::new(Counter::default());
         let ok = PathPattern(Arc::from("/v1/sessions/:id"));
         metrics.request(
             Some(&ok),

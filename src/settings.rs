@@ -92,6 +92,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub mfa: MfaSettings,
     pub admin: AdminSettings,
+    pub audit: AuditSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
 }
@@ -229,6 +230,16 @@ where
     D: serde::Deserializer<'de>,
 {
     Ok(NonZeroUsize::new(usize::deserialize(deserializer)?))
+}
+
+/// Whole days, `0` meaning no limit.
+fn days_or_forever<'de, D>(deserializer: D) -> Result<Option<Duration>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    const DAY: u64 = 24 * 60 * 60;
+    let days = u64::deserialize(deserializer)?;
+    Ok((days > 0).then(|| Duration::from_secs(days.saturating_mul(DAY))))
 }
 
 /// A `…_SECS` value: whole or decimal seconds (`0.25` is a quarter of a
@@ -409,6 +420,20 @@ pub struct AdminSettings {
     /// (logged as `admin on http://ADDR`), never on the public one.
     #[serde(deserialize_with = "empty_as_none")]
     pub bind: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Events older than this are pruned; `0` (`None`) keeps them forever.
+    #[serde(rename = "retention_days", deserialize_with = "days_or_forever")]
+    pub retention: Option<Duration>,
+    /// How often each instance looks for events past retention.
+    #[serde(rename = "prune_interval_secs", deserialize_with = "seconds")]
+    pub prune_interval: Duration,
+    /// Events of Redis-only changes that may wait for a database that is
+    /// down; past it they are dropped and counted.
+    pub queue_capacity: NonZeroUsize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -744,6 +769,10 @@ mod tests {
         assert_eq!(settings.password.min_score, 60);
         assert!(settings.rate_limit.enabled);
         assert_eq!(settings.log.format, LogFormat::Text);
+        assert_eq!(
+            settings.audit.retention,
+            Some(Duration::from_secs(90 * 24 * 60 * 60))
+        );
     }
 
     #[test]

@@ -14,7 +14,13 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::{clock::Clock, domain::Username, mfa::FactorSummary, secrets::SecretDigest};
+use crate::{
+    audit::{self, NewEvent},
+    clock::Clock,
+    domain::Username,
+    mfa::FactorSummary,
+    secrets::SecretDigest,
+};
 
 /// A user as the rest of the server sees it; the hash stays in here unless asked for.
 #[derive(Debug, Clone)]
@@ -95,15 +101,19 @@ impl UserStore {
         UserStore { db, clock }
     }
 
-    /// Inserts a user; the unique index on `username` settles races.
+    /// Inserts a user and its `event`; the unique index on `username`
+    /// settles races.
     pub async fn create(
         &self,
         username: Username,
         password_hash: String,
+        event: NewEvent,
     ) -> Result<User, UserStoreError> {
         let now = self.clock.now();
+        let id = Uuid::now_v7();
+        let txn = self.db.begin().await?;
         let model = user::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(id),
             username: Set(username.as_str().to_owned()),
             password_hash: Set(password_hash),
             created_at: Set(now),
@@ -112,8 +122,10 @@ impl UserStore {
             password_changed_at: Set(None),
             last_signin_at: Set(None),
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await?;
+        audit::insert(&txn, now, &event.user(id)).await?;
+        txn.commit().await?;
         Ok(model.into())
     }
 
@@ -211,15 +223,17 @@ impl UserStore {
 
     /// Sets a new password chosen by its user (a change, not an upgrade of
     /// the same one's hash): stamps `password_changed_at` and voids any
-    /// outstanding reset token, in one transaction.
+    /// outstanding reset token, in one transaction with its `event`.
     pub async fn change_password(
         &self,
         id: Uuid,
         password_hash: String,
+        event: NewEvent,
     ) -> Result<(), UserStoreError> {
         let txn = self.db.begin().await?;
         self.set_new_password(&txn, id, password_hash).await?;
         void_reset_tokens(&txn, id).await?;
+        audit::insert(&txn, self.clock.now(), &event.user(id)).await?;
         txn.commit().await?;
         Ok(())
     }
@@ -293,46 +307,71 @@ impl UserStore {
             .collect())
     }
 
-    /// Disables (as of now, voiding any reset token) or re-enables an account.
-    pub async fn set_disabled(&self, id: Uuid, disabled: bool) -> Result<(), UserStoreError> {
+    /// Disables (as of now, voiding any reset token) or re-enables an
+    /// account; `true`, with `event` written, only when its state changed.
+    pub async fn set_disabled(
+        &self,
+        id: Uuid,
+        disabled: bool,
+        event: NewEvent,
+    ) -> Result<bool, UserStoreError> {
         let now = self.clock.now();
         let txn = self.db.begin().await?;
-        user::ActiveModel {
-            id: Set(id),
-            disabled_at: Set(disabled.then_some(now)),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .update(&txn)
-        .await?;
+        let state = if disabled {
+            user::Column::DisabledAt.is_null()
+        } else {
+            user::Column::DisabledAt.is_not_null()
+        };
+        let changed = user::Entity::update_many()
+            .col_expr(
+                user::Column::DisabledAt,
+                Expr::value(disabled.then_some(now)),
+            )
+            .col_expr(user::Column::UpdatedAt, Expr::value(now))
+            .filter(user::Column::Id.eq(id))
+            .filter(state)
+            .exec(&txn)
+            .await?
+            .rows_affected
+            == 1;
         if disabled {
             void_reset_tokens(&txn, id).await?;
         }
+        if changed {
+            audit::insert(&txn, now, &event.user(id)).await?;
+        }
         txn.commit().await?;
-        Ok(())
+        Ok(changed)
     }
 
-    /// Deletes an account and its reset token; `false` when there was none.
-    pub async fn delete(&self, id: Uuid) -> Result<bool, UserStoreError> {
+    /// Deletes an account and its reset token, clears the personal data of
+    /// its events and writes `event`; `false` when there was no account.
+    pub async fn delete(&self, id: Uuid, event: NewEvent) -> Result<bool, UserStoreError> {
         let txn = self.db.begin().await?;
         // Not left to the foreign key's cascade: SQLite enforces it only
         // where the connection turned foreign keys on.
         void_reset_tokens(&txn, id).await?;
         let result = user::Entity::delete_by_id(id).exec(&txn).await?;
+        if result.rows_affected != 1 {
+            return Ok(false);
+        }
+        audit::forget_user(&txn, self.clock.now(), id, event.user(id)).await?;
         txn.commit().await?;
-        Ok(result.rows_affected == 1)
+        Ok(true)
     }
 
     /// Stores a new reset token for a user, replacing (voiding) any earlier
-    /// one in the same statement; when it expires.
+    /// one in the same statement, with its `event`; when it expires.
     pub async fn issue_reset_token(
         &self,
         user_id: Uuid,
         digest: &SecretDigest,
         ttl: Duration,
+        event: NewEvent,
     ) -> Result<DateTime<Utc>, UserStoreError> {
         let now = self.clock.now();
         let expires_at = now + ttl;
+        let txn = self.db.begin().await?;
         let row = password_reset::ActiveModel {
             user_id: Set(user_id),
             token_hash: Set(digest.as_str().to_owned()),
@@ -349,8 +388,13 @@ impl UserStore {
                     ])
                     .to_owned(),
             )
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&txn)
             .await?;
+        let event = event
+            .user(user_id)
+            .detail(serde_json::json!({ "expires_at": expires_at }));
+        audit::insert(&txn, now, &event).await?;
+        txn.commit().await?;
         Ok(expires_at)
     }
 
@@ -389,6 +433,7 @@ impl UserStore {
         &self,
         reset: &PendingReset,
         password_hash: String,
+        event: NewEvent,
     ) -> Result<bool, UserStoreError> {
         let txn = self.db.begin().await?;
         let spent = password_reset::Entity::delete_many()
@@ -405,6 +450,7 @@ impl UserStore {
         // A reset is how a user locked out of their second factor by wrong
         // codes gets back in (the factor itself stays on).
         crate::mfa::store::unlock(&txn, reset.user.id).await?;
+        audit::insert(&txn, self.clock.now(), &event.user(reset.user.id)).await?;
         txn.commit().await?;
         Ok(true)
     }

@@ -13,6 +13,7 @@ use futures::future::join_all;
 use reqwest::StatusCode;
 use sea_orm::{EntityTrait, QueryFilter};
 use serde_json::json;
+use tessera::audit::Acting;
 use tessera::{domain::Username, flows, users::UserRef};
 
 fn by_name(username: &str) -> UserRef {
@@ -310,7 +311,7 @@ async fn a_signed_out_or_disabled_callers_token_changes_nothing() {
     }
     // Disabled (and enabled again: the epoch moved), the live one is dead too.
     let operator = app.operator().await;
-    flows::disable_user(&operator, &by_name(&username))
+    flows::disable_user(&operator, &by_name(&username), &Acting::cli())
         .await
         .unwrap();
     assert_problem(
@@ -320,7 +321,7 @@ async fn a_signed_out_or_disabled_callers_token_changes_nothing() {
         "invalid_token",
     )
     .await;
-    flows::enable_user(&operator, &by_name(&username))
+    flows::enable_user(&operator, &by_name(&username), &Acting::cli())
         .await
         .unwrap();
     assert_problem(

@@ -8,6 +8,7 @@ mod common;
 use common::{Backend, NEW_PASSWORD, STRONG_PASSWORD, TestApp, TokenPair, unique_username};
 use futures::{StreamExt, stream::FuturesUnordered};
 use reqwest::StatusCode;
+use tessera::audit::Acting;
 use tessera::{
     clock::Clock,
     domain::Username,
@@ -68,7 +69,7 @@ async fn a_disable_ends_sessions_whose_sign_in_was_in_flight(backend: Backend) {
     a.signup(&username, STRONG_PASSWORD).await;
     let operator = a.operator().await;
     let pairs = sign_ins_racing(&a, &b, &username, async || {
-        flows::disable_user(&operator, &by_name(&username))
+        flows::disable_user(&operator, &by_name(&username), &Acting::cli())
             .await
             .unwrap();
     })
@@ -76,7 +77,7 @@ async fn a_disable_ends_sessions_whose_sign_in_was_in_flight(backend: Backend) {
     assert!(!pairs.is_empty());
     // Enabled again, the account's old sessions still stay dead: it is the
     // epoch that refuses them, not the account's state.
-    flows::enable_user(&operator, &by_name(&username))
+    flows::enable_user(&operator, &by_name(&username), &Acting::cli())
         .await
         .unwrap();
     for pair in &pairs {
@@ -93,7 +94,7 @@ async fn a_delete_ends_sessions_whose_sign_in_was_in_flight(backend: Backend) {
     a.signup(&username, STRONG_PASSWORD).await;
     let operator = a.operator().await;
     let pairs = sign_ins_racing(&a, &b, &username, async || {
-        flows::delete_user(&operator, &by_name(&username))
+        flows::delete_user(&operator, &by_name(&username), &Acting::cli())
             .await
             .unwrap();
     })
@@ -160,12 +161,12 @@ async fn with_redis_down_a_disable_changes_nothing() {
     settings.redis.url = "redis://127.0.0.1:1".into();
     let unreachable = Stores::connect(&settings, Clock::system()).await.unwrap();
     assert!(
-        flows::disable_user(&unreachable, &by_name(&username))
+        flows::disable_user(&unreachable, &by_name(&username), &Acting::cli())
             .await
             .is_err()
     );
     assert!(
-        flows::delete_user(&unreachable, &by_name(&username))
+        flows::delete_user(&unreachable, &by_name(&username), &Acting::cli())
             .await
             .is_err()
     );
@@ -254,7 +255,7 @@ async fn a_session_opened_during_a_reset_write_is_ended() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_opened_during_a_disable_write_is_ended() {
     a_session_opened_during_the_write_is_ended_after_it(async |app, username| {
-        flows::disable_user(&app.operator().await, &by_name(username))
+        flows::disable_user(&app.operator().await, &by_name(username), &Acting::cli())
             .await
             .unwrap();
     })

@@ -9,23 +9,8 @@ use chrono::TimeDelta;
 use common::{Backend, NEW_PASSWORD, STRONG_PASSWORD, TestApp, assert_problem, unique_username};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
-use tessera::{admin_tokens::AdminTokenName, clock::Clock};
+use tessera::clock::Clock;
 use uuid::Uuid;
-
-/// A new admin token, created as `tessera admin-tokens create` creates it.
-async fn admin_token(app: &TestApp, lifetime: Option<TimeDelta>) -> String {
-    let name = AdminTokenName::parse(&format!("t-{}", &Uuid::now_v7().simple().to_string()[20..]))
-        .unwrap();
-    app.operator()
-        .await
-        .admin_tokens
-        .create(name, lifetime)
-        .await
-        .unwrap()
-        .text
-        .expose()
-        .to_owned()
-}
 
 async fn call(app: &TestApp, method: Method, path: &str, token: &str) -> Response {
     app.client
@@ -48,7 +33,7 @@ async fn user_id(app: &TestApp, username: &str) -> Uuid {
 
 async fn the_back_office_runs_users_and_their_sessions(backend: Backend) {
     let app = TestApp::with(backend).start().await;
-    let token = admin_token(&app, None).await;
+    let token = app.admin_token(None).await.1;
 
     // Create: 201 with Location; the sign-up rules; a taken name is 409.
     let username = unique_username();
@@ -232,7 +217,7 @@ async fn only_live_admin_tokens_open_the_admin_api_and_nothing_else() {
     let app = TestApp::spawn().await;
     let (username, tokens) = app.new_session().await;
     let path = format!("/v1/admin/users/{}", user_id(&app, &username).await);
-    let token = admin_token(&app, None).await;
+    let token = app.admin_token(None).await.1;
     assert_eq!(
         call(&app, Method::GET, &path, &token).await.status(),
         StatusCode::OK
@@ -262,12 +247,18 @@ async fn only_live_admin_tokens_open_the_admin_api_and_nothing_else() {
     let operator = app.operator().await;
     let listed = operator.admin_tokens.list().await.unwrap();
     let used = listed.iter().find(|t| t.last_used_at.is_some()).unwrap();
-    assert!(operator.admin_tokens.revoke(&used.name).await.unwrap());
+    assert!(
+        operator
+            .admin_tokens
+            .revoke(&used.name, &tessera::audit::Acting::cli())
+            .await
+            .unwrap()
+    );
     let response = call(&app, Method::GET, &path, &token).await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
 
     // Expired: a server whose clock is two days ahead of a one-day token.
-    let expiring = admin_token(&app, Some(TimeDelta::days(1))).await;
+    let expiring = app.admin_token(Some(TimeDelta::days(1))).await.1;
     let later = TestApp::with(Backend::Sqlite)
         .clock(Clock::skewed(TimeDelta::days(2)))
         .sharing_storage_of(&app)
@@ -291,7 +282,7 @@ async fn the_admin_api_can_be_turned_off_or_served_apart() {
         .await;
     let (username, _) = off.new_session().await;
     let path = format!("/v1/admin/users/{}", user_id(&off, &username).await);
-    let token = admin_token(&off, None).await;
+    let token = off.admin_token(None).await.1;
     assert!(off.admin_addr.is_none());
     for path in [path.as_str(), "/v1/admin/users", "/v1/admin"] {
         let response = call(&off, Method::GET, path, &token).await;
@@ -304,7 +295,7 @@ async fn the_admin_api_can_be_turned_off_or_served_apart() {
         .await;
     let (username, tokens) = apart.new_session().await;
     let path = format!("/v1/admin/users/{}", user_id(&apart, &username).await);
-    let token = admin_token(&apart, None).await;
+    let token = apart.admin_token(None).await.1;
     let public = call(&apart, Method::GET, &path, &token).await;
     assert_problem(public, StatusCode::NOT_FOUND, "not_found").await;
     let admin = format!("http://{}", apart.admin_addr.expect("an admin listener"));
@@ -351,7 +342,7 @@ fn names(page: &Value) -> Vec<String> {
 /// case-insensitive username prefix, served by the unique index.
 async fn users_are_listed_in_pages_that_inserts_do_not_shift(backend: Backend) {
     let app = TestApp::with(backend).start().await;
-    let token = admin_token(&app, None).await;
+    let token = app.admin_token(None).await.1;
     let stamp = &Uuid::now_v7().simple().to_string()[24..];
     let mut expected = Vec::new();
     for i in 0..5 {

@@ -64,6 +64,21 @@ const BEYOND_THE_CONTRACT: &[(&str, u16, &str)] = &[
         "TOTP is not on: recovery codes exist only while it is",
     ),
     (
+        "listMyEvents",
+        200,
+        "its paragraph gives the shape and pagination of adminListEvents, whose 200 the admin table states",
+    ),
+    (
+        "listMyEvents",
+        400,
+        "\"same pagination\": a `limit` that is not an integer, or an `after` that is not a cursor, is a malformed request",
+    ),
+    (
+        "listMyEvents",
+        422,
+        "\"same pagination\": a `limit` out of 1-200 is 422 with `errors[].code = \"out_of_range\"`",
+    ),
+    (
         "revokeSession",
         400,
         "a session id in the path that is not a UUID is a malformed request, as v1.1 says for the admin paths",

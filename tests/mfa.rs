@@ -18,6 +18,7 @@ use futures::future::join_all;
 use reqwest::{Response, StatusCode};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
 use serde_json::{Value, json};
+use tessera::audit::Acting;
 use tessera::{clock::Clock, domain::Username, flows, users::UserRef};
 
 #[test]
@@ -569,9 +570,13 @@ async fn consecutive_wrong_codes_lock_the_factor_until_a_reset() {
         signin_mfa(&app, &mfa_token, "000000").await;
     }
     let pending = challenge(&app, &user.username, NEW_PASSWORD).await;
-    let (_, removed, _) = flows::reset_mfa(&app.operator().await, &by_name(&user.username))
-        .await
-        .unwrap();
+    let (_, removed, _) = flows::reset_mfa(
+        &app.operator().await,
+        &by_name(&user.username),
+        &Acting::cli(),
+    )
+    .await
+    .unwrap();
     assert!(removed);
     app.assert_refresh_rejected(&pair.refresh_token).await;
     assert_problem(

@@ -13,6 +13,7 @@ use common::{
 use futures::future::join_all;
 use reqwest::StatusCode;
 use sea_orm::EntityTrait;
+use tessera::audit::Acting;
 use tessera::{domain::Username, flows, users::UserRef};
 
 fn by_name(username: &str) -> UserRef {
@@ -122,11 +123,11 @@ async fn voided_and_expired_tokens_are_refused_alike(backend: Backend) {
     };
     let replaced = refused(older).await;
 
-    flows::disable_user(&operator, &by_name(&username))
+    flows::disable_user(&operator, &by_name(&username), &Acting::cli())
         .await
         .unwrap();
     let disabled = refused(newer).await;
-    flows::enable_user(&operator, &by_name(&username))
+    flows::enable_user(&operator, &by_name(&username), &Acting::cli())
         .await
         .unwrap();
 
@@ -148,14 +149,14 @@ async fn a_reset_of_a_disabled_account_leaves_it_disabled(backend: Backend) {
     let app = TestApp::with(backend).start().await;
     let (username, _) = app.new_session().await;
     let operator = app.operator().await;
-    flows::disable_user(&operator, &by_name(&username))
+    flows::disable_user(&operator, &by_name(&username), &Acting::cli())
         .await
         .unwrap();
     let token = app.issue_reset(&username).await;
     let response = app.reset_password(&token, NEW_PASSWORD).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     app.assert_signin_refused(&username, NEW_PASSWORD).await;
-    flows::enable_user(&operator, &by_name(&username))
+    flows::enable_user(&operator, &by_name(&username), &Acting::cli())
         .await
         .unwrap();
     assert_eq!(

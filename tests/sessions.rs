@@ -304,7 +304,12 @@ async fn a_disabled_account_cannot_change_its_sessions() {
     // Disabled in the database only, as if the epoch move were lost: the
     // account's state is checked on its own.
     let found = tessera::flows::find_user(&operator, &user).await.unwrap();
-    operator.users.set_disabled(found.id, true).await.unwrap();
+    let event = tessera::audit::EventType::Disabled.by(&tessera::audit::Acting::cli());
+    operator
+        .users
+        .set_disabled(found.id, true, event)
+        .await
+        .unwrap();
     for response in [
         app.delete_session(&tokens.access_token, other.session_id)
             .await,

@@ -9,6 +9,7 @@ mod m20261203_000004_second_factor;
 mod m20261203_000005_admin_tokens;
 mod m20261203_000006_users_last_signin_at;
 mod m20261203_000007_usernames_in_byte_order;
+mod m20261203_000008_audit_events;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000005_admin_tokens::Migration),
             Box::new(m20261203_000006_users_last_signin_at::Migration),
             Box::new(m20261203_000007_usernames_in_byte_order::Migration),
+            Box::new(m20261203_000008_audit_events::Migration),
         ]
     }
 }

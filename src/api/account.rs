@@ -81,7 +81,7 @@ impl AccountApi {
             &context.stores,
             &context.hashing,
             &context.password_policy,
-            caller,
+            &caller,
             change,
         )
         .await?;
@@ -107,7 +107,7 @@ impl AccountApi {
         flows::delete_account(
             &context.stores,
             &context.hashing,
-            caller,
+            &caller,
             password,
             code.as_deref(),
         )
@@ -129,6 +129,6 @@ pub(super) async fn live_caller(
     Ok(Caller {
         user_id: principal.user_id,
         session_id: principal.session_id,
-        ip: context.client_ip.resolve(req),
+        client: super::client_info(context, req),
     })
 }

@@ -13,10 +13,13 @@ use poem_openapi::{
 };
 use uuid::Uuid;
 
-use super::{ApiContext, ApiTags, Context, strict::StrictString};
+use super::{
+    ApiContext, ApiTags, Context, events::EventsResponse, paging::page_limit, strict::StrictString,
+};
 use crate::{
+    admin_tokens::AdminTokenName,
+    audit::{Acting, Actor, EventFilter},
     clock::whole_seconds,
-    domain::{Rule, Violation, Violations},
     error::{ApiError, Failure, error_set},
     flows::{self, Origin, Stores},
     secrets::ADMIN_TOKEN,
@@ -38,13 +41,16 @@ error_set! {
     bearer_format = "tsa_…",
     checker = "check_admin_token"
 )]
-pub struct AdminToken(());
+pub struct AdminToken(AdminTokenName);
 
 /// Looks the token up on every call: a revoked or expired one is refused
 /// on every instance at the next request. Anything but an admin token (a
 /// user's access token included) is refused as unknown. Which token made
 /// the call is logged by its name (never the token).
-async fn check_admin_token(req: &Request, bearer: poem_openapi::auth::Bearer) -> poem::Result<()> {
+async fn check_admin_token(
+    req: &Request,
+    bearer: poem_openapi::auth::Bearer,
+) -> poem::Result<AdminTokenName> {
     let context = req
         .data::<Arc<ApiContext>>()
         .ok_or_else(|| ApiError::internal("the API context is missing from the request"))?;
@@ -59,7 +65,17 @@ async fn check_admin_token(req: &Request, bearer: poem_openapi::auth::Bearer) ->
         .map_err(ApiError::from)?
         .ok_or(ApiError::InvalidToken)?;
     tracing::info!(admin_token = %name, method = %req.method(), path = req.uri().path(), "admin call");
-    Ok(())
+    Ok(name)
+}
+
+impl AdminToken {
+    /// The back office, calling with this token, as events record it.
+    fn acting(&self, context: &ApiContext, req: &Request) -> Acting {
+        Acting::new(
+            Actor::AdminToken(self.0.to_string()),
+            &super::client_info(context, req),
+        )
+    }
 }
 
 /// A user as the back office sees it.
@@ -206,7 +222,8 @@ impl AdminApi {
     async fn create_user(
         &self,
         context: Context<'_>,
-        _token: AdminToken,
+        req: &Request,
+        token: AdminToken,
         body: Json<AdminCreateUserRequest>,
     ) -> Result<AdminCreatedResponse, Failure<AdminCreateUserErrors>> {
         let AdminCreateUserRequest { username, password } = body.0;
@@ -216,7 +233,7 @@ impl AdminApi {
         let user = flows::sign_up(
             &context.stores,
             &context.hashing,
-            Origin::Operator,
+            Origin::Operator(token.acting(&context, req)),
             username,
             password,
         )
@@ -251,10 +268,12 @@ impl AdminApi {
     async fn disable_user(
         &self,
         context: Context<'_>,
-        _token: AdminToken,
+        req: &Request,
+        token: AdminToken,
         id: Path<Uuid>,
     ) -> Result<AdminDoneResponse, Failure<AdminUserErrors>> {
-        flows::disable_user(&context.stores, &UserRef::Id(id.0)).await?;
+        let by = token.acting(&context, req);
+        flows::disable_user(&context.stores, &UserRef::Id(id.0), &by).await?;
         Ok(AdminDoneResponse::Done)
     }
 
@@ -269,10 +288,12 @@ impl AdminApi {
     async fn enable_user(
         &self,
         context: Context<'_>,
-        _token: AdminToken,
+        req: &Request,
+        token: AdminToken,
         id: Path<Uuid>,
     ) -> Result<AdminDoneResponse, Failure<AdminUserErrors>> {
-        flows::enable_user(&context.stores, &UserRef::Id(id.0)).await?;
+        let by = token.acting(&context, req);
+        flows::enable_user(&context.stores, &UserRef::Id(id.0), &by).await?;
         Ok(AdminDoneResponse::Done)
     }
 
@@ -287,10 +308,12 @@ impl AdminApi {
     async fn delete_user(
         &self,
         context: Context<'_>,
-        _token: AdminToken,
+        req: &Request,
+        token: AdminToken,
         id: Path<Uuid>,
     ) -> Result<AdminDoneResponse, Failure<AdminUserErrors>> {
-        flows::delete_user(&context.stores, &UserRef::Id(id.0)).await?;
+        let by = token.acting(&context, req);
+        flows::delete_user(&context.stores, &UserRef::Id(id.0), &by).await?;
         Ok(AdminDoneResponse::Done)
     }
 
@@ -303,11 +326,14 @@ impl AdminApi {
     async fn issue_password_reset(
         &self,
         context: Context<'_>,
-        _token: AdminToken,
+        req: &Request,
+        token: AdminToken,
         id: Path<Uuid>,
     ) -> Result<AdminResetResponse, Failure<AdminUserErrors>> {
+        let by = token.acting(&context, req);
         let ttl = context.reset_ttl;
-        let issued = flows::issue_password_reset(&context.stores, &UserRef::Id(id.0), ttl).await?;
+        let issued =
+            flows::issue_password_reset(&context.stores, &UserRef::Id(id.0), ttl, &by).await?;
         Ok(AdminResetResponse::Issued(Json(IssuedPasswordReset {
             reset_token: issued.token.expose().to_owned(),
             expires_in: whole_seconds(ttl),
@@ -326,10 +352,12 @@ impl AdminApi {
     async fn reset_mfa(
         &self,
         context: Context<'_>,
-        _token: AdminToken,
+        req: &Request,
+        token: AdminToken,
         id: Path<Uuid>,
     ) -> Result<AdminDoneResponse, Failure<AdminUserErrors>> {
-        flows::reset_mfa(&context.stores, &UserRef::Id(id.0)).await?;
+        let by = token.acting(&context, req);
+        flows::reset_mfa(&context.stores, &UserRef::Id(id.0), &by).await?;
         Ok(AdminDoneResponse::Done)
     }
 
@@ -360,11 +388,13 @@ impl AdminApi {
     async fn revoke_sessions(
         &self,
         context: Context<'_>,
-        _token: AdminToken,
+        req: &Request,
+        token: AdminToken,
         id: Path<Uuid>,
     ) -> Result<AdminDoneResponse, Failure<AdminUserErrors>> {
+        let by = token.acting(&context, req);
         let user = flows::find_user(&context.stores, &UserRef::Id(id.0)).await?;
-        flows::sign_out_everywhere(&context.stores, user.id).await?;
+        flows::sign_out_everywhere(&context.stores, user.id, &by).await?;
         Ok(AdminDoneResponse::Done)
     }
 
@@ -379,35 +409,46 @@ impl AdminApi {
     async fn revoke_session(
         &self,
         context: Context<'_>,
-        _token: AdminToken,
+        req: &Request,
+        token: AdminToken,
         id: Path<Uuid>,
         sid: Path<Uuid>,
     ) -> Result<AdminDoneResponse, Failure<AdminUserErrors>> {
+        let by = token.acting(&context, req);
         let user = flows::find_user(&context.stores, &UserRef::Id(id.0)).await?;
-        flows::revoke_session(&context.stores, user.id, sid.0).await?;
+        flows::revoke_session(&context.stores, user.id, sid.0, &by).await?;
         Ok(AdminDoneResponse::Done)
     }
-}
 
-/// `limit` of a list: 1–200, 50 when absent.
-fn page_limit(limit: Option<i64>) -> Result<u64, ApiError> {
-    const DEFAULT: u64 = 50;
-    let Some(limit) = limit else {
-        return Ok(DEFAULT);
-    };
-    u64::try_from(limit)
-        .ok()
-        .filter(|limit| (1..=flows::MAX_PAGE).contains(limit))
-        .ok_or_else(|| {
-            Violations(vec![Violation::new(
-                "limit",
-                Rule::OutOfRange {
-                    min: 1,
-                    max: flows::MAX_PAGE,
-                },
-            )])
-            .into()
-        })
+    /// Query the audit log
+    ///
+    /// Newest first, `limit` (1–200, default 50) per page; `next` is the
+    /// cursor of the next page. Every filter given must hold: `user_id`,
+    /// `type` (repeatable, exact match, any of them), `since` (inclusive)
+    /// and `until` (exclusive), RFC 3339.
+    #[oai(path = "/events", method = "get", operation_id = "adminListEvents")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_events(
+        &self,
+        context: Context<'_>,
+        _token: AdminToken,
+        after: Query<Option<Uuid>>,
+        limit: Query<Option<i64>>,
+        user_id: Query<Option<Uuid>>,
+        #[oai(name = "type")] types: Query<Option<Vec<String>>>,
+        since: Query<Option<DateTime<Utc>>>,
+        until: Query<Option<DateTime<Utc>>>,
+    ) -> Result<EventsResponse, Failure<AdminListErrors>> {
+        let limit = page_limit(limit.0)?;
+        let filter = EventFilter {
+            user_id: user_id.0,
+            types: types.0.unwrap_or_default(),
+            since: since.0,
+            until: until.0,
+        };
+        let page = flows::list_events(&context.stores, &filter, after.0, limit).await?;
+        Ok(EventsResponse::page(page, true))
+    }
 }
 
 async fn admin_user(stores: &Stores, user: User) -> Result<AdminUser, ApiError> {

@@ -2,8 +2,12 @@ use poem::Request;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Cookie, payload::Json};
 use uuid::Uuid;
 
-use super::{ApiTags, Context, bearer::Bearer, client_info, me::UserView, strict::StrictString};
+use super::{
+    ApiTags, Context, account::live_caller, bearer::Bearer, client_info, me::UserView,
+    strict::StrictString,
+};
 use crate::{
+    audit::Acting,
     clock::whole_seconds,
     domain::PasswordAttempt,
     error::{ApiError, Failure, error_set},
@@ -162,7 +166,7 @@ impl AuthApi {
         let (username, password) = context
             .password_policy
             .parse_new_account(&username.0, password.0)?;
-        let origin = Origin::Client(context.client_ip.resolve(req));
+        let origin = Origin::Client(client_info(&context, req));
         let user = flows::sign_up(
             &context.stores,
             &context.hashing,
@@ -250,11 +254,13 @@ impl AuthApi {
     async fn refresh(
         &self,
         context: Context<'_>,
+        req: &Request,
         #[oai(name = "tessera_refresh")] cookie: RefreshCookieParam,
         body: Json<RefreshRequest>,
     ) -> Result<TokenResponse, Failure<RefreshErrors>> {
         let presented = presented_refresh_token(&context, body.0, cookie);
-        let result = flows::refresh(&context.stores, presented).await;
+        let client = client_info(&context, req);
+        let result = flows::refresh(&context.stores, presented, &client).await;
         context.metrics.refresh(RefreshOutcome::of(&result));
         Ok(token_response(&context, result?.session)?)
     }
@@ -267,11 +273,13 @@ impl AuthApi {
     async fn signout(
         &self,
         context: Context<'_>,
+        req: &Request,
         #[oai(name = "tessera_refresh")] cookie: RefreshCookieParam,
         body: Json<RefreshRequest>,
     ) -> Result<SignoutResponse, Failure<SignoutErrors>> {
         let presented = presented_refresh_token(&context, body.0, cookie);
-        flows::sign_out(&context.stores, presented).await?;
+        let by = Acting::user(&client_info(&context, req));
+        flows::sign_out(&context.stores, presented, &by).await?;
         Ok(SignoutResponse::SignedOut(context.refresh_cookie.clear()))
     }
 
@@ -282,10 +290,11 @@ impl AuthApi {
     async fn signout_all(
         &self,
         context: Context<'_>,
+        req: &Request,
         auth: Bearer,
     ) -> Result<SignoutAllResponse, Failure<SignoutAllErrors>> {
-        let caller = auth.0.require_live(&context).await?;
-        flows::sign_out_everywhere(&context.stores, caller.user_id).await?;
+        let caller = live_caller(&context, req, auth).await?;
+        flows::sign_out_everywhere(&context.stores, caller.user_id, &caller.acting()).await?;
         Ok(SignoutAllResponse::SignedOut)
     }
 
@@ -312,7 +321,7 @@ impl AuthApi {
         let reset = PasswordReset {
             token: reset_token.0,
             new: new_password.0,
-            ip: context.client_ip.resolve(req),
+            client: client_info(&context, req),
         };
         flows::reset_password(
             &context.stores,

@@ -1,8 +1,9 @@
 use chrono::{DateTime, Utc};
+use poem::Request;
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use uuid::Uuid;
 
-use super::{ApiTags, Context, bearer::Bearer};
+use super::{ApiTags, Context, account::live_caller, bearer::Bearer};
 use crate::{
     error::{ApiError, Failure, error_set},
     flows,
@@ -139,12 +140,13 @@ impl MeApi {
     async fn revoke_session(
         &self,
         context: Context<'_>,
+        req: &Request,
         auth: Bearer,
         id: Path<Uuid>,
     ) -> Result<RevokeResponse, Failure<RevokeSessionErrors>> {
-        let caller = auth.0.require_live(&context).await?;
+        let caller = live_caller(&context, req, auth).await?;
         // Another user's session is as absent as a dead one: no oracle.
-        flows::revoke_session(&context.stores, caller.user_id, id.0).await?;
+        flows::revoke_session(&context.stores, caller.user_id, id.0, &caller.acting()).await?;
         Ok(RevokeResponse::Revoked)
     }
 }

@@ -94,7 +94,7 @@ impl MfaApi {
         let caller = live_caller(&context, req, auth).await?;
         let password = PasswordAttempt::new(body.0.password.0);
         let enrollment =
-            flows::start_totp_enrollment(&context.stores, &context.hashing, caller, password)
+            flows::start_totp_enrollment(&context.stores, &context.hashing, &caller, password)
                 .await?;
         Ok(EnrollmentResponse::Started(Json(TotpEnrollment {
             secret: enrollment.secret,
@@ -116,7 +116,7 @@ impl MfaApi {
         body: Json<CodeConfirmation>,
     ) -> Result<RecoveryCodesResponse, Failure<ConfirmTotpErrors>> {
         let caller = live_caller(&context, req, auth).await?;
-        let codes = flows::confirm_totp(&context.stores, caller, &body.0.code.0).await?;
+        let codes = flows::confirm_totp(&context.stores, &caller, &body.0.code.0).await?;
         Ok(recovery_codes(codes))
     }
 
@@ -136,7 +136,7 @@ impl MfaApi {
         flows::disable_totp(
             &context.stores,
             &context.hashing,
-            caller,
+            &caller,
             PasswordAttempt::new(password.0),
             &code.0,
         )
@@ -164,7 +164,7 @@ impl MfaApi {
         let codes = flows::regenerate_recovery_codes(
             &context.stores,
             &context.hashing,
-            caller,
+            &caller,
             PasswordAttempt::new(password.0),
             &code.0,
         )

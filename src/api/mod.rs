@@ -8,9 +8,11 @@ mod auth;
 mod bearer;
 mod client_ip;
 mod cookie;
+mod events;
 mod me;
 mod mfa;
 mod ops;
+mod paging;
 mod strict;
 
 use std::sync::Arc;
@@ -53,7 +55,8 @@ enum ApiTags {
     Account,
     /// Liveness and readiness for orchestrators.
     Operations,
-    /// The back office: users, their sessions and second factor, with an admin token.
+    /// The back office: users, their sessions and second factor, and the
+    /// audit log, with an admin token.
     Admin,
 }
 
@@ -61,6 +64,7 @@ type Apis = (
     auth::AuthApi,
     me::MeApi,
     account::AccountApi,
+    events::EventsApi,
     mfa::MfaApi,
     ops::OpsApi,
     admin::AdminApi,
@@ -74,6 +78,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             auth::AuthApi,
             me::MeApi,
             account::AccountApi,
+            events::EventsApi,
             mfa::MfaApi,
             ops::OpsApi,
             admin::AdminApi,

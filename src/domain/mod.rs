@@ -8,3 +8,6 @@ mod violation;
 pub use password::{NewPassword, PasswordAttempt, PasswordPolicy};
 pub use username::Username;
 pub use violation::{Rule, Violation, Violations};
+
+/// The most items one page of any list holds (`limit` is 1 to this).
+pub const MAX_PAGE: u64 = 200;

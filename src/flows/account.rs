@@ -3,23 +3,25 @@
 //! a one-time reset token that sets a new one. Each ends the sessions the
 //! contract says it ends, through [`changing_the_account`].
 
-use std::net::IpAddr;
-
 use chrono::{DateTime, Utc};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::{
-    Stores, auth::counted_as_sign_in, changing_the_account, mfa::require_code_if_on,
+    Stores,
+    auth::{counted_as_sign_in, note_wrong_password},
+    changing_the_account,
+    mfa::require_code_if_on,
     users::vanished_is_gone,
 };
 use crate::{
+    audit::{Acting, EventType},
     auth::hashing::{HashingError, HashingPool, Verification},
     domain::{PasswordAttempt, PasswordPolicy, Rule, Violation, Violations},
     metrics::SigninOutcome,
     rate_limit::RateLimitError,
     secrets::{RESET_TOKEN, Revealed},
-    sessions::SessionError,
+    sessions::{ClientInfo, SessionError},
     users::{StoredCredentials, User, UserRef, UserStoreError},
 };
 
@@ -89,11 +91,18 @@ impl SigninOutcome {
 }
 
 /// A signed-in caller whose session the handler found live.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Caller {
     pub user_id: Uuid,
     pub session_id: Uuid,
-    pub ip: IpAddr,
+    pub client: ClientInfo,
+}
+
+impl Caller {
+    /// The user, acting on their own account, as events record it.
+    pub fn acting(&self) -> Acting {
+        Acting::user(&self.client)
+    }
 }
 
 pub struct PasswordChange {
@@ -113,7 +122,7 @@ pub async fn change_password(
     stores: &Stores,
     hashing: &HashingPool,
     policy: &PasswordPolicy,
-    caller: Caller,
+    caller: &Caller,
     change: PasswordChange,
 ) -> Result<(), AccountError> {
     let credentials = caller_credentials(stores, caller).await?;
@@ -123,7 +132,7 @@ pub async fn change_password(
     // Compared now, told only once the current password proved right.
     let unchanged: bool = new.as_bytes().ct_eq(change.current.as_bytes()).into();
     let user = confirm_password(stores, hashing, caller, credentials, change.current).await?;
-    require_code_if_on(stores, user.id, change.code.as_deref()).await?;
+    require_code_if_on(stores, caller, change.code.as_deref()).await?;
     if unchanged {
         return Err(Violations(vec![Violation::new(NEW_PASSWORD_FIELD, Rule::Unchanged)]).into());
     }
@@ -131,7 +140,11 @@ pub async fn change_password(
     changing_the_account(stores, user.id, Some(caller.session_id), async || {
         stores
             .users
-            .change_password(user.id, hash)
+            .change_password(
+                user.id,
+                hash,
+                EventType::PasswordChanged.by(&caller.acting()),
+            )
             .await
             .map_err(caller_vanished)
     })
@@ -145,15 +158,16 @@ pub async fn change_password(
 pub async fn delete_account(
     stores: &Stores,
     hashing: &HashingPool,
-    caller: Caller,
+    caller: &Caller,
     password: PasswordAttempt,
     code: Option<&str>,
 ) -> Result<(), AccountError> {
     let credentials = caller_credentials(stores, caller).await?;
     let user = confirm_password(stores, hashing, caller, credentials, password).await?;
-    require_code_if_on(stores, user.id, code).await?;
+    require_code_if_on(stores, caller, code).await?;
     changing_the_account(stores, user.id, None, async || {
-        if stores.users.delete(user.id).await? {
+        let event = EventType::Deleted.by(&caller.acting());
+        if stores.users.delete(user.id, event).await? {
             Ok(())
         } else {
             Err(AccountError::InvalidToken)
@@ -176,12 +190,14 @@ pub async fn issue_password_reset(
     stores: &Stores,
     reference: &UserRef,
     ttl: std::time::Duration,
+    by: &Acting,
 ) -> Result<IssuedReset, UserOpError> {
     let user = find_user(stores, reference).await?;
     let issued = RESET_TOKEN.generate();
+    let event = EventType::PasswordResetIssued.by(by);
     let expires_at = stores
         .users
-        .issue_reset_token(user.id, &issued.digest, ttl)
+        .issue_reset_token(user.id, &issued.digest, ttl, event)
         .await
         .map_err(vanished_is_gone)?;
     Ok(IssuedReset {
@@ -196,7 +212,7 @@ pub struct PasswordReset {
     /// answered the same.
     pub token: String,
     pub new: String,
-    pub ip: IpAddr,
+    pub client: ClientInfo,
 }
 
 /// Spends a reset token: the password is set and every session of the user
@@ -211,7 +227,10 @@ pub async fn reset_password(
     // Reserved before any I/O, as sign-up does: under overload the refusal
     // costs no Redis or database call.
     let slot = hashing.reserve()?;
-    stores.rate_limits.hit_password_reset(reset.ip).await?;
+    stores
+        .rate_limits
+        .hit_password_reset(reset.client.ip)
+        .await?;
     let digest = RESET_TOKEN
         .parse(&reset.token)
         .ok_or(AccountError::InvalidToken)?;
@@ -225,8 +244,9 @@ pub async fn reset_password(
         .parse(reset.new, Some(&pending.user.username))
         .map_err(|broken| broken.for_field(NEW_PASSWORD_FIELD))?;
     let hash = slot.hash(new).await?;
-    changing_the_account(stores, pending.user.id, None, async || {
-        match stores.users.redeem_reset(&pending, hash).await {
+    changing_the_account(stores, pending.user.id, None, async move || {
+        let event = EventType::PasswordReset.by(&Acting::user(&reset.client));
+        match stores.users.redeem_reset(&pending, hash, event).await {
             Ok(true) => Ok(()),
             // Spent by a concurrent redemption, or voided meanwhile.
             Ok(false) | Err(UserStoreError::NotFound) => Err(AccountError::InvalidToken),
@@ -240,7 +260,7 @@ pub async fn reset_password(
 /// The caller's account as stored; gone or disabled, the token proves nothing.
 pub(super) async fn caller_credentials(
     stores: &Stores,
-    caller: Caller,
+    caller: &Caller,
 ) -> Result<StoredCredentials, AccountError> {
     stores
         .users
@@ -255,7 +275,7 @@ pub(super) async fn caller_credentials(
 pub(super) async fn confirm_password(
     stores: &Stores,
     hashing: &HashingPool,
-    caller: Caller,
+    caller: &Caller,
     credentials: StoredCredentials,
     attempt: PasswordAttempt,
 ) -> Result<User, AccountError> {
@@ -267,7 +287,7 @@ pub(super) async fn confirm_password(
     counted_as_sign_in(
         stores,
         username.as_str(),
-        caller.ip,
+        &caller.client,
         async || match hashing
             .reserve()?
             .verify(attempt, Some(password_hash))
@@ -276,7 +296,10 @@ pub(super) async fn confirm_password(
             // An upgraded hash is not stored: the password is about to be
             // replaced, or the account deleted.
             Verification::Match { .. } => Ok(user),
-            Verification::Mismatch => Err(AccountError::InvalidCredentials),
+            Verification::Mismatch => {
+                note_wrong_password(stores, user.id, &caller.acting());
+                Err(AccountError::InvalidCredentials)
+            }
         },
         |err| matches!(err, AccountError::InvalidCredentials),
     )

@@ -1,11 +1,12 @@
 //! Sign-up, sign-in, refresh and sign-out.
 
-use std::{net::IpAddr, time::Duration};
+use std::time::Duration;
 
 use uuid::Uuid;
 
 use super::Stores;
 use crate::{
+    audit::{Acting, Actor, EventType},
     auth::hashing::{HashingError, HashingPool, Verification},
     domain::{NewPassword, PasswordAttempt, Username},
     error::Causes,
@@ -14,14 +15,15 @@ use crate::{
     rate_limit::RateLimitError,
     secrets::{MFA_TOKEN, Revealed},
     sessions::{ClientInfo, NewSession, RefreshToken, Rotation, SessionAuth, SessionError},
-    users::{User, UserStoreError},
+    users::{User, UserRef, UserStoreError},
 };
 
-/// Who asks for a new account: a client, limited per IP, or an operator.
-#[derive(Debug, Clone, Copy)]
+/// Who asks for a new account: a client (signing up, limited per IP), or
+/// an operator (creating it).
+#[derive(Debug, Clone)]
 pub enum Origin {
-    Client(IpAddr),
-    Operator,
+    Client(ClientInfo),
+    Operator(Acting),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,11 +47,15 @@ pub async fn sign_up(
     // Reserved before any I/O: under overload the refusal costs no Redis
     // or database call.
     let slot = hashing.reserve()?;
-    if let Origin::Client(ip) = origin {
-        stores.rate_limits.hit_signup(ip).await?;
-    }
+    let event = match &origin {
+        Origin::Client(client) => {
+            stores.rate_limits.hit_signup(client.ip).await?;
+            EventType::SignedUp.by(&Acting::user(client))
+        }
+        Origin::Operator(by) => EventType::Created.by(by),
+    };
     let hash = slot.hash(password).await?;
-    Ok(stores.users.create(username, hash).await?)
+    Ok(stores.users.create(username, hash, event).await?)
 }
 
 /// A sign-in as presented: the username is not parsed, since an invalid one
@@ -102,11 +108,11 @@ pub async fn sign_in(
     hashing: &HashingPool,
     request: SigninRequest,
 ) -> Result<SignedIn, SigninError> {
-    let (username, ip) = (request.username.clone(), request.client.ip);
+    let (username, client) = (request.username.clone(), request.client.clone());
     counted_as_sign_in(
         stores,
         &username,
-        ip,
+        &client,
         async || check_password_and_open(stores, hashing, request).await,
         |err| matches!(err, SigninError::InvalidCredentials),
     )
@@ -114,19 +120,27 @@ pub async fn sign_in(
 }
 
 /// Runs a password check counted as a failed sign-in of `username` from
-/// `ip` (the same budgets for every operation that checks a password), kept
-/// only if the check ends in an error `wrong_password` recognises.
+/// `client` (the same budgets for every operation that checks a password),
+/// kept only if the check ends in an error `wrong_password` recognises.
 pub(super) async fn counted_as_sign_in<T, E: From<RateLimitError>>(
     stores: &Stores,
     username: &str,
-    ip: IpAddr,
+    client: &ClientInfo,
     check: impl AsyncFnOnce() -> Result<T, E>,
     wrong_password: impl Fn(&E) -> bool,
 ) -> Result<T, E> {
     // Counted as a failure before any password is hashed, so concurrent
     // guesses cannot all slip under the limit, and before a hashing slot
     // is taken, so one client cannot hold them all.
-    let attempt = stores.rate_limits.reserve_signin(username, ip).await?;
+    let attempt = match stores.rate_limits.reserve_signin(username, client.ip).await {
+        Ok(attempt) => attempt,
+        Err(err) => {
+            if let RateLimitError::Limited { retry_after } = err {
+                note_limited(stores, username, client, retry_after);
+            }
+            return Err(err.into());
+        }
+    };
     let result = check().await;
     if !result.as_ref().is_err_and(&wrong_password) {
         // The password was right, or never checked: no failure to count.
@@ -135,6 +149,46 @@ pub(super) async fn counted_as_sign_in<T, E: From<RateLimitError>>(
         }
     }
     result
+}
+
+/// Records `user.signin_limited` for a known user, once per limit window,
+/// off the response path: whether the name is known must not show in the
+/// answer's time.
+fn note_limited(stores: &Stores, username: &str, client: &ClientInfo, retry_after: Duration) {
+    let Ok(username) = Username::parse(username) else {
+        return;
+    };
+    let (users, rate_limits, audit) = (
+        stores.users.clone(),
+        stores.rate_limits.clone(),
+        stores.audit.clone(),
+    );
+    let by = Acting::user(client);
+    tokio::spawn(async move {
+        let noted = async {
+            let Some(user) = users.find(&UserRef::Name(username)).await? else {
+                return Ok(());
+            };
+            if rate_limits.first_limit_notice(user.id, retry_after).await? {
+                let event = EventType::SigninLimited
+                    .by(&by)
+                    .user(user.id)
+                    .detail(serde_json::json!({ "retry_after_secs": retry_after.as_secs() }));
+                audit.record_later(event);
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        };
+        if let Err(err) = noted.await {
+            tracing::warn!(error = %err, "could not record a sign-in limit");
+        }
+    });
+}
+
+/// Records a wrong password of a known user, off the response path.
+pub(super) fn note_wrong_password(stores: &Stores, user_id: Uuid, by: &Acting) {
+    stores
+        .audit
+        .record_later(EventType::SigninFailed.by(by).user(user_id));
 }
 
 async fn check_password_and_open(
@@ -147,6 +201,7 @@ async fn check_password_and_open(
         password,
         client,
     } = request;
+    let by = Acting::user(&client);
     let slot = hashing.reserve()?;
     // An unparseable name cannot exist, but it still costs one hash.
     let credentials = match Username::parse(&username) {
@@ -164,9 +219,13 @@ async fn check_password_and_open(
         .epoch(user.as_ref().map_or(Uuid::nil(), |user| user.id))
         .await?;
     let verification = slot.verify(password, stored_hash).await?;
-    let (Some(user), Verification::Match { upgraded_hash }) = (user, verification) else {
+    let (Some(user), Verification::Match { upgraded_hash }) = (&user, verification) else {
+        if let Some(user) = user {
+            note_wrong_password(stores, user.id, &by);
+        }
         return Err(SigninError::InvalidCredentials);
     };
+    let user = user.clone();
     // Read again after the epoch: an account disabled or deleted between the
     // first read and the epoch read would otherwise pass with the new epoch.
     if stores.users.find_active(user.id).await?.is_none() {
@@ -201,20 +260,28 @@ async fn check_password_and_open(
         .create(user.id, epoch, client, auth)
         .await?
         .ok_or(SigninError::Superseded)?;
-    record_signin(stores, user.id);
+    record_signin(stores, &session, &by).await;
     Ok(SignedIn::Session(session))
 }
 
-/// Stamps a completed sign-in for the back office, off the response path:
-/// the answer never waits for the write (it may queue behind another write
-/// of the row), and failing to is logged, not the caller's problem.
-pub(super) fn record_signin(stores: &Stores, user_id: Uuid) {
+/// Records a completed sign-in: its event before the answer (or queued,
+/// like a session event), and the user's `last_signin_at` off the response
+/// path (that write may queue behind another write of the row, and failing
+/// to is logged, not the caller's problem).
+pub(super) async fn record_signin(stores: &Stores, session: &NewSession, by: &Acting) {
+    let (user_id, session_id) = (session.token.user_id, session.token.session_id);
     let users = stores.users.clone();
     tokio::spawn(async move {
         if let Err(err) = users.record_signin(user_id).await {
             tracing::warn!(error = %Causes(&err), "could not record a sign-in time");
         }
     });
+    let event = EventType::SignedIn
+        .by(by)
+        .user(user_id)
+        .session(session_id)
+        .detail(serde_json::json!({ "amr": session.auth.method.amr() }));
+    stores.audit.record(event).await;
 }
 
 impl SigninOutcome {
@@ -261,10 +328,12 @@ pub enum RefreshError {
     Sessions(#[from] SessionError),
 }
 
-/// Rotates the presented refresh token (already authenticated by its MAC).
+/// Rotates the presented refresh token (already authenticated by its MAC),
+/// presented by `client`.
 pub async fn refresh(
     stores: &Stores,
     presented: Option<RefreshToken>,
+    client: &ClientInfo,
 ) -> Result<Refreshed, RefreshError> {
     let presented = presented.ok_or(RefreshError::Invalid)?;
     stores.rate_limits.hit_refresh(presented.session_id).await?;
@@ -284,6 +353,11 @@ pub async fn refresh(
         }),
         Rotation::ReuseDetected => {
             tracing::warn!(session_id = %presented.session_id, "refresh token reuse: session revoked");
+            let event = EventType::ReuseDetected
+                .by(&Acting::new(Actor::System, client))
+                .user(presented.user_id)
+                .session(presented.session_id);
+            stores.audit.record(event).await;
             Err(RefreshError::ReuseDetected {
                 session_id: presented.session_id,
             })
@@ -318,19 +392,36 @@ impl RefreshOutcome {
 pub async fn sign_out(
     stores: &Stores,
     presented: Option<RefreshToken>,
+    by: &Acting,
 ) -> Result<(), SessionError> {
-    if let Some(token) = presented {
-        stores
+    if let Some(token) = presented
+        && stores
             .sessions
             .revoke(token.user_id, token.session_id)
-            .await?;
+            .await?
+    {
+        let event = EventType::SignedOut
+            .by(by)
+            .user(token.user_id)
+            .session(token.session_id);
+        stores.audit.record(event).await;
     }
     Ok(())
 }
 
 /// Revokes every session of a user; how many were live.
-pub async fn sign_out_everywhere(stores: &Stores, user_id: Uuid) -> Result<u64, SessionError> {
-    stores.sessions.revoke_all(user_id).await
+pub async fn sign_out_everywhere(
+    stores: &Stores,
+    user_id: Uuid,
+    by: &Acting,
+) -> Result<u64, SessionError> {
+    let ended = stores.sessions.revoke_all(user_id).await?;
+    let event = EventType::AllSessionsRevoked
+        .by(by)
+        .user(user_id)
+        .detail(serde_json::json!({ "sessions": ended }));
+    stores.audit.record(event).await;
+    Ok(ended)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -347,8 +438,14 @@ pub async fn revoke_session(
     stores: &Stores,
     user_id: Uuid,
     session_id: Uuid,
+    by: &Acting,
 ) -> Result<(), RevokeError> {
     if stores.sessions.revoke(user_id, session_id).await? {
+        let event = EventType::SessionRevoked
+            .by(by)
+            .user(user_id)
+            .session(session_id);
+        stores.audit.record(event).await;
         Ok(())
     } else {
         Err(RevokeError::NotFound)

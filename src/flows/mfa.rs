@@ -13,6 +13,7 @@ use super::{
     users::find_user,
 };
 use crate::{
+    audit::{Acting, EventType},
     auth::hashing::HashingPool,
     domain::{PasswordAttempt, Rule, Violation, Violations},
     error::Causes,
@@ -42,7 +43,7 @@ pub struct Enrollment {
 pub async fn start_totp_enrollment(
     stores: &Stores,
     hashing: &HashingPool,
-    caller: Caller,
+    caller: &Caller,
     password: PasswordAttempt,
 ) -> Result<Enrollment, AccountError> {
     let credentials = caller_credentials(stores, caller).await?;
@@ -65,7 +66,7 @@ pub async fn start_totp_enrollment(
 /// Turns TOTP on with its first code; the recovery codes, shown once.
 pub async fn confirm_totp(
     stores: &Stores,
-    caller: Caller,
+    caller: &Caller,
     code: &str,
 ) -> Result<Vec<RecoveryCode>, AccountError> {
     const NOTHING_PENDING: &str = "No TOTP enrolment is pending (or TOTP is already on).";
@@ -76,7 +77,8 @@ pub async fn confirm_totp(
         .await?
         .filter(|factor| !factor.enabled && factor.created_at + PENDING_LIFETIME > now)
         .ok_or(AccountError::Conflict(NOTHING_PENDING))?;
-    match check_code(stores, &factor, code).await {
+    let by = caller.acting();
+    match check_code(stores, &factor, code, &by).await {
         Err(AccountError::WrongCode) => {
             return Err(Violations(vec![Violation::new("code", Rule::InvalidCode)]).into());
         }
@@ -86,7 +88,13 @@ pub async fn confirm_totp(
     let key = stores.mfa_policy.keys.current_code_key();
     if !stores
         .mfa
-        .enable(caller.user_id, factor.id, &codes, key)
+        .enable(
+            caller.user_id,
+            factor.id,
+            &codes,
+            key,
+            EventType::MfaEnabled.by(&by),
+        )
         .await?
     {
         return Err(AccountError::Conflict(NOTHING_PENDING));
@@ -99,12 +107,13 @@ pub async fn confirm_totp(
 pub async fn disable_totp(
     stores: &Stores,
     hashing: &HashingPool,
-    caller: Caller,
+    caller: &Caller,
     password: PasswordAttempt,
     code: &str,
 ) -> Result<(), AccountError> {
     let factor = reauthenticate_with_factor(stores, hashing, caller, password, code).await?;
-    stores.mfa.remove(factor.user_id).await?;
+    let event = EventType::MfaDisabled.by(&caller.acting());
+    stores.mfa.remove(factor.user_id, event).await?;
     Ok(())
 }
 
@@ -112,16 +121,17 @@ pub async fn disable_totp(
 pub async fn regenerate_recovery_codes(
     stores: &Stores,
     hashing: &HashingPool,
-    caller: Caller,
+    caller: &Caller,
     password: PasswordAttempt,
     code: &str,
 ) -> Result<Vec<RecoveryCode>, AccountError> {
     let factor = reauthenticate_with_factor(stores, hashing, caller, password, code).await?;
     let codes = RecoveryCode::generate_set();
     let key = stores.mfa_policy.keys.current_code_key();
+    let event = EventType::RecoveryCodesRegenerated.by(&caller.acting());
     stores
         .mfa
-        .replace_recovery_codes(factor.user_id, &codes, key)
+        .replace_recovery_codes(factor.user_id, &codes, key, event)
         .await?;
     Ok(codes)
 }
@@ -159,7 +169,8 @@ pub async fn sign_in_with_code(
             return Err(AccountError::InvalidToken);
         }
     };
-    let used = match check_code(stores, &factor, code).await {
+    let by = Acting::user(&client);
+    let used = match check_code(stores, &factor, code, &by).await {
         Err(AccountError::WrongCode) => {
             stores.challenges.fail(&digest).await?;
             return Err(AccountError::WrongCode);
@@ -183,7 +194,7 @@ pub async fn sign_in_with_code(
         .create(user_id, challenge.epoch, client, auth)
         .await?
         .ok_or(AccountError::InvalidToken)?;
-    record_signin(stores, user_id);
+    record_signin(stores, &session, &by).await;
     Ok(session)
 }
 
@@ -191,15 +202,15 @@ pub async fn sign_in_with_code(
 /// required (and checked) only when it is.
 pub(super) async fn require_code_if_on(
     stores: &Stores,
-    user_id: Uuid,
+    caller: &Caller,
     code: Option<&str>,
 ) -> Result<(), AccountError> {
-    let Some(factor) = enabled_factor(stores, user_id).await? else {
+    let Some(factor) = enabled_factor(stores, caller.user_id).await? else {
         return Ok(());
     };
     // No code is no guess: refused without counting.
     let code = code.ok_or(AccountError::WrongCode)?;
-    check_code(stores, &factor, code).await?;
+    check_code(stores, &factor, code, &caller.acting()).await?;
     Ok(())
 }
 
@@ -210,10 +221,12 @@ pub(super) async fn require_code_if_on(
 pub async fn reset_mfa(
     stores: &Stores,
     reference: &UserRef,
+    by: &Acting,
 ) -> Result<(User, bool, u64), UserOpError> {
     let user = find_user(stores, reference).await?;
     let (removed, ended) = changing_the_account(stores, user.id, None, async || {
-        Ok::<_, UserOpError>(stores.mfa.remove(user.id).await?)
+        let event = EventType::MfaReset.by(by);
+        Ok::<_, UserOpError>(stores.mfa.remove(user.id, event).await?)
     })
     .await?;
     Ok((user, removed, ended))
@@ -258,7 +271,7 @@ async fn enabled_factor(stores: &Stores, user_id: Uuid) -> Result<Option<Factor>
 async fn reauthenticate_with_factor(
     stores: &Stores,
     hashing: &HashingPool,
-    caller: Caller,
+    caller: &Caller,
     password: PasswordAttempt,
     code: &str,
 ) -> Result<Factor, AccountError> {
@@ -267,7 +280,7 @@ async fn reauthenticate_with_factor(
     let factor = enabled_factor(stores, user.id)
         .await?
         .ok_or(AccountError::Conflict("TOTP is not on."))?;
-    check_code(stores, &factor, code).await?;
+    check_code(stores, &factor, code, &caller.acting()).await?;
     Ok(factor)
 }
 
@@ -275,20 +288,29 @@ async fn reauthenticate_with_factor(
 /// locked factor refuses at once; otherwise the check is counted as failed
 /// against the user's one counter before it runs (so concurrent guesses
 /// cannot outrun it) and refunded when right; a wrong code also counts
-/// towards the lock.
+/// towards the lock. Wrong codes and the lock are recorded as events by `by`.
 async fn check_code(
     stores: &Stores,
     factor: &Factor,
     presented: &str,
+    by: &Acting,
 ) -> Result<CodeUsed, AccountError> {
     if factor.locked {
         return Err(AccountError::MfaLocked);
     }
     let attempt = stores.rate_limits.reserve_mfa(factor.user_id).await?;
-    let result = verify_code(stores, factor, presented).await;
+    let result = verify_code(stores, factor, presented, by).await;
     if matches!(result, Err(AccountError::WrongCode)) {
+        stores
+            .audit
+            .record_later(EventType::MfaFailed.by(by).user(factor.user_id));
         let max = stores.mfa_policy.max_consecutive_failures;
-        if stores.mfa.count_failure(factor.user_id, max).await? {
+        let locked = EventType::MfaLocked.by(by);
+        if stores
+            .mfa
+            .count_failure(factor.user_id, max, locked)
+            .await?
+        {
             tracing::warn!(user_id = %factor.user_id, "second factor locked after too many wrong codes");
             return Err(AccountError::MfaLocked);
         }
@@ -302,6 +324,7 @@ async fn verify_code(
     stores: &Stores,
     factor: &Factor,
     presented: &str,
+    by: &Acting,
 ) -> Result<CodeUsed, AccountError> {
     match PresentedCode::parse(presented) {
         PresentedCode::Totp(code) => {
@@ -329,7 +352,7 @@ async fn verify_code(
                 .collect();
             if stores
                 .mfa
-                .spend_recovery_code(factor.user_id, digests)
+                .spend_recovery_code(factor.user_id, digests, EventType::RecoveryCodeUsed.by(by))
                 .await?
             {
                 Ok(CodeUsed::RecoveryCode)

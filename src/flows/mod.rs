@@ -5,9 +5,11 @@
 
 mod account;
 mod auth;
+mod events;
 mod mfa;
 mod users;
 
+pub use crate::domain::MAX_PAGE;
 pub use account::{
     AccountError, Caller, IssuedReset, PasswordChange, PasswordReset, change_password,
     delete_account, issue_password_reset, reset_password,
@@ -17,19 +19,21 @@ pub use auth::{
     SigninRequest, SignupError, refresh, revoke_session, sign_in, sign_out, sign_out_everywhere,
     sign_up,
 };
+pub use events::list_events;
 pub use mfa::{
     CodeUsed, Enrollment, confirm_totp, disable_totp, regenerate_recovery_codes, reseal_secrets,
     reset_mfa, sign_in_with_code, start_totp_enrollment,
 };
 pub use users::{
-    MAX_PAGE, UserOpError, UserPage, delete_user, disable_user, enable_user, find_user,
-    list_sessions, list_users,
+    UserOpError, UserPage, delete_user, disable_user, enable_user, find_user, list_sessions,
+    list_users,
 };
 
 use uuid::Uuid;
 
 use crate::{
     admin_tokens::AdminTokenStore,
+    audit::AuditLog,
     clock::Clock,
     database,
     keyspace::{Keyspace, RedisError},
@@ -45,6 +49,7 @@ use crate::{
 pub struct Stores {
     pub users: UserStore,
     pub admin_tokens: AdminTokenStore,
+    pub audit: AuditLog,
     pub sessions: SessionStore,
     pub rate_limits: RateLimiter,
     pub mfa: MfaStore,
@@ -69,6 +74,7 @@ impl Stores {
         Ok(Stores {
             users: UserStore::new(db.clone(), clock),
             admin_tokens: AdminTokenStore::new(db.clone(), clock),
+            audit: AuditLog::new(db.clone(), clock, settings.audit.queue_capacity),
             mfa: MfaStore::new(db, clock),
             sessions: SessionStore::new(keyspace.clone(), &settings.session),
             challenges: ChallengeStore::new(

@@ -6,6 +6,8 @@ use uuid::Uuid;
 
 use super::{Stores, changing_the_account};
 use crate::{
+    audit::{Acting, EventType},
+    domain::MAX_PAGE,
     sessions::{SessionError, SessionInfo},
     users::{User, UserRef, UserStoreError},
 };
@@ -28,9 +30,6 @@ pub async fn find_user(stores: &Stores, reference: &UserRef) -> Result<User, Use
         Err(err) => Err(err.into()),
     }
 }
-
-/// The most users one page holds.
-pub const MAX_PAGE: u64 = 200;
 
 /// A page of users (ascending id, with whether TOTP is on) and the cursor
 /// of the next page, `None` exactly when no user follows.
@@ -66,37 +65,49 @@ pub async fn list_users(
 pub async fn disable_user(
     stores: &Stores,
     reference: &UserRef,
+    by: &Acting,
 ) -> Result<(User, u64), UserOpError> {
     let user = find_user(stores, reference).await?;
     let ((), ended) = changing_the_account(stores, user.id, None, async || {
-        if user.disabled_at.is_none() {
-            stores
-                .users
-                .set_disabled(user.id, true)
-                .await
-                .map_err(vanished_is_gone)?;
-        }
+        // Written (with its event) only when the state changes.
+        stores
+            .users
+            .set_disabled(user.id, true, EventType::Disabled.by(by))
+            .await
+            .map_err(vanished_is_gone)?;
         Ok::<_, UserOpError>(())
     })
     .await?;
     Ok((user, ended))
 }
 
-pub async fn enable_user(stores: &Stores, reference: &UserRef) -> Result<User, UserOpError> {
+pub async fn enable_user(
+    stores: &Stores,
+    reference: &UserRef,
+    by: &Acting,
+) -> Result<User, UserOpError> {
     let user = find_user(stores, reference).await?;
     stores
         .users
-        .set_disabled(user.id, false)
+        .set_disabled(user.id, false, EventType::Enabled.by(by))
         .await
         .map_err(vanished_is_gone)?;
     Ok(user)
 }
 
 /// Deletes a user and ends every session; how many were live.
-pub async fn delete_user(stores: &Stores, reference: &UserRef) -> Result<(User, u64), UserOpError> {
+pub async fn delete_user(
+    stores: &Stores,
+    reference: &UserRef,
+    by: &Acting,
+) -> Result<(User, u64), UserOpError> {
     let user = find_user(stores, reference).await?;
     let ((), ended) = changing_the_account(stores, user.id, None, async || {
-        if stores.users.delete(user.id).await? {
+        if stores
+            .users
+            .delete(user.id, EventType::Deleted.by(by))
+            .await?
+        {
             Ok(())
         } else {
             Err(UserOpError::NoSuchUser)

@@ -14,7 +14,11 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{RecoveryCode, Sealed};
-use crate::{clock::Clock, users::UserStoreError};
+use crate::{
+    audit::{self, NewEvent},
+    clock::Clock,
+    users::UserStoreError,
+};
 
 /// A user's factor as stored.
 #[derive(Debug, Clone)]
@@ -118,11 +122,13 @@ impl MfaStore {
     }
 
     /// Spends one of the user's unused recovery codes whose hash is among
-    /// `digests` (one per sealing key): `true` for the one use that finds it.
+    /// `digests` (one per sealing key): `true` for the one use that finds
+    /// it, which writes `used`.
     pub async fn spend_recovery_code(
         &self,
         user_id: Uuid,
         digests: Vec<String>,
+        used: NewEvent,
     ) -> Result<bool, UserStoreError> {
         let txn = self.db.begin().await?;
         let spent = recovery_code::Entity::delete_many()
@@ -143,29 +149,42 @@ impl MfaStore {
             .filter(mfa_factor::Column::UserId.eq(user_id))
             .exec(&txn)
             .await?;
+        audit::insert(&txn, self.clock.now(), &used.user(user_id)).await?;
         txn.commit().await?;
         Ok(true)
     }
 
     /// Counts a wrong code; `true` when this one locked the factor (`max`
-    /// wrong codes in a row) or it was locked already.
-    pub async fn count_failure(&self, user_id: Uuid, max: u32) -> Result<bool, UserStoreError> {
+    /// wrong codes in a row; the one that locks it writes `locked`) or it
+    /// was locked already.
+    pub async fn count_failure(
+        &self,
+        user_id: Uuid,
+        max: u32,
+        locked: NewEvent,
+    ) -> Result<bool, UserStoreError> {
+        let now = self.clock.now();
+        let txn = self.db.begin().await?;
         mfa_factor::Entity::update_many()
             .col_expr(
                 mfa_factor::Column::ConsecutiveFailures,
                 Expr::col(mfa_factor::Column::ConsecutiveFailures).add(1),
             )
             .filter(mfa_factor::Column::UserId.eq(user_id))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
         let max = i32::try_from(max).unwrap_or(i32::MAX);
-        mfa_factor::Entity::update_many()
-            .col_expr(mfa_factor::Column::LockedAt, Expr::value(self.clock.now()))
+        let locking = mfa_factor::Entity::update_many()
+            .col_expr(mfa_factor::Column::LockedAt, Expr::value(now))
             .filter(mfa_factor::Column::UserId.eq(user_id))
             .filter(mfa_factor::Column::LockedAt.is_null())
             .filter(mfa_factor::Column::ConsecutiveFailures.gte(max))
-            .exec(&self.db)
+            .exec(&txn)
             .await?;
+        if locking.rows_affected == 1 {
+            audit::insert(&txn, now, &locked.user(user_id)).await?;
+        }
+        txn.commit().await?;
         Ok(self
             .find(user_id)
             .await?
@@ -181,10 +200,12 @@ impl MfaStore {
         factor_id: Uuid,
         codes: &[RecoveryCode],
         key: &[u8; 32],
+        event: NewEvent,
     ) -> Result<bool, UserStoreError> {
+        let now = self.clock.now();
         let txn = self.db.begin().await?;
         let enabled = mfa_factor::Entity::update_many()
-            .col_expr(mfa_factor::Column::EnabledAt, Expr::value(self.clock.now()))
+            .col_expr(mfa_factor::Column::EnabledAt, Expr::value(now))
             .filter(mfa_factor::Column::UserId.eq(user_id))
             .filter(mfa_factor::Column::Id.eq(factor_id))
             .filter(mfa_factor::Column::EnabledAt.is_null())
@@ -194,6 +215,7 @@ impl MfaStore {
             return Ok(false);
         }
         store_codes(&txn, user_id, codes, key).await?;
+        audit::insert(&txn, now, &event.user(user_id)).await?;
         txn.commit().await?;
         Ok(true)
     }
@@ -204,21 +226,26 @@ impl MfaStore {
         user_id: Uuid,
         codes: &[RecoveryCode],
         key: &[u8; 32],
+        event: NewEvent,
     ) -> Result<(), UserStoreError> {
         let txn = self.db.begin().await?;
         store_codes(&txn, user_id, codes, key).await?;
+        audit::insert(&txn, self.clock.now(), &event.user(user_id)).await?;
         txn.commit().await?;
         Ok(())
     }
 
-    /// Removes the factor and its recovery codes; `false` when there was none.
-    pub async fn remove(&self, user_id: Uuid) -> Result<bool, UserStoreError> {
+    /// Removes the factor and its recovery codes, writing `event` (also
+    /// when there was no factor: an operator's reset is recorded either
+    /// way); `false` when there was none.
+    pub async fn remove(&self, user_id: Uuid, event: NewEvent) -> Result<bool, UserStoreError> {
         let txn = self.db.begin().await?;
         recovery_code::Entity::delete_many()
             .filter(recovery_code::Column::UserId.eq(user_id))
             .exec(&txn)
             .await?;
         let removed = mfa_factor::Entity::delete_by_id(user_id).exec(&txn).await?;
+        audit::insert(&txn, self.clock.now(), &event.user(user_id)).await?;
         txn.commit().await?;
         Ok(removed.rows_affected == 1)
     }

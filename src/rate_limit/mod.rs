@@ -49,6 +49,7 @@ pub struct Attempt {
     counters: Vec<String>,
 }
 
+#[derive(Clone)]
 pub struct RateLimiter {
     keyspace: Keyspace,
     enabled: bool,
@@ -186,6 +187,33 @@ impl RateLimiter {
         self.take(&[self.refreshes], &[counter]).await
     }
 
+    /// `true` the first time it is asked for `user_id` within `window`: a
+    /// sign-in limit hit is recorded once per window and user, however many
+    /// refused attempts follow.
+    pub async fn first_limit_notice(
+        &self,
+        user_id: Uuid,
+        window: Duration,
+    ) -> Result<bool, RateLimitError> {
+        let user = self.subjects.mac("limited-user", user_id.as_bytes());
+        let key = self.keyspace.key(format_args!("rl:{{{user}}}:limited"));
+        let millis = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let set: Option<String> = self
+            .keyspace
+            .run(|mut conn| async move {
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(millis)
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        Ok(set.is_some())
+    }
+
     /// `rl:{tag}:name` or `rl:{tag}:name:sub`; the braces are a Redis
     /// Cluster hash tag.
     fn counter(&self, rule: Limit, tag: &str, sub: Option<&str>) -> String {
@@ -226,6 +254,7 @@ impl RateLimiter {
 }
 
 /// Names counter subjects without revealing them.
+#[derive(Clone)]
 struct Subjects {
     key: Hmac<Sha256>,
     ipv6_prefix: u8,

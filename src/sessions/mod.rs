@@ -108,6 +108,7 @@ pub struct SessionInfo {
 }
 
 /// Who opened a session, as shown when listing sessions.
+#[derive(Debug, Clone)]
 pub struct ClientInfo {
     pub user_agent: Option<String>,
     pub ip: IpAddr,

@@ -260,6 +260,7 @@ impl TestApp {
             &self.operator().await,
             &user,
             self.settings.password.reset_ttl,
+            &tessera::audit::Acting::cli(),
         )
         .await
         .expect("issue a reset token")
@@ -269,6 +270,24 @@ impl TestApp {
     }
 
     /// `DELETE /v1/sessions/{id}`.
+    /// A new admin token, created as `tessera admin-tokens create` creates
+    /// it: its name and the token.
+    pub async fn admin_token(&self, lifetime: Option<chrono::TimeDelta>) -> (String, String) {
+        let name = format!("t-{}", &Uuid::now_v7().simple().to_string()[20..]);
+        let created = self
+            .operator()
+            .await
+            .admin_tokens
+            .create(
+                tessera::admin_tokens::AdminTokenName::parse(&name).unwrap(),
+                lifetime,
+                &tessera::audit::Acting::cli(),
+            )
+            .await
+            .unwrap();
+        (name, created.text.expose().to_owned())
+    }
+
     pub async fn delete_session(&self, access_token: &str, id: impl std::fmt::Display) -> Response {
         self.client
             .delete(self.url(&format!("/v1/sessions/{id}")))

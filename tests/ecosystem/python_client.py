@@ -14,8 +14,10 @@ implementation), confirmation, the two-step sign-in (202 + signinMfa) with a
 TOTP code and with recovery codes, the `amr` of the access tokens, and
 disabling TOTP again. Then the admin API (/v1/admin) with an admin token from
 the CLI: create, conflict, prefix-filtered pagination, limit validation,
-get, disable/enable, an admin-issued password reset, token cross-checks and
-delete.
+get, disable/enable, an admin-issued password reset, token cross-checks, the
+security events (adminListEvents by user, by type, paged with limit=1, with
+`since` in the future and limit=0; listMyEvents of a new user, including an
+asynchronously written failed sign-in, and its 401s) and delete.
 Exits 0 on success, 1 with a message on the first mismatch.
 
 The CLI steps need TESSERA_BIN (the tessera binary), TESSERA_REPO (the
@@ -27,6 +29,7 @@ TESSERA__REDIS__KEY_PREFIX; tests/ecosystem.rs sets them all.
 from __future__ import annotations
 
 import base64
+import datetime
 import importlib
 import json
 import os
@@ -247,6 +250,8 @@ def run(base_url: str, workdir: Path) -> None:
     admin_enable_user = importlib.import_module(f"{PACKAGE}.api.admin.admin_enable_user")
     admin_issue_password_reset = importlib.import_module(f"{PACKAGE}.api.admin.admin_issue_password_reset")
     admin_delete_user = importlib.import_module(f"{PACKAGE}.api.admin.admin_delete_user")
+    admin_list_events = importlib.import_module(f"{PACKAGE}.api.admin.admin_list_events")
+    list_my_events = importlib.import_module(f"{PACKAGE}.api.account.list_my_events")
     UNSET = importlib.import_module(f"{PACKAGE}.types").UNSET
     step(f"imported generated package {PACKAGE} from {workdir}")
 
@@ -273,6 +278,9 @@ def run(base_url: str, workdir: Path) -> None:
     AdminUsers = models.AdminUsers
     AdminCreateUserRequest = models.AdminCreateUserRequest
     IssuedPasswordReset = models.IssuedPasswordReset
+    Event = models.Event
+    EventActor = models.EventActor
+    EventsPage = models.EventsPage
 
     # Undocumented status codes raise instead of parsing to None.
     client = Client(base_url=base_url, raise_on_unexpected_status=True, timeout=30.0)
@@ -531,7 +539,8 @@ def run(base_url: str, workdir: Path) -> None:
           f"recovery_codes_left {me.recovery_codes_left!r}, expected None")
 
     # --- The admin API, with an admin token from the operator CLI.
-    admin_token = create_admin_token("py-eco-" + secrets.token_hex(6))
+    admin_token_name = "py-eco-" + secrets.token_hex(6)
+    admin_token = create_admin_token(admin_token_name)
     admin = authed(admin_token)
     prefix = "pa" + secrets.token_hex(4) + "-"
 
@@ -643,6 +652,156 @@ def run(base_url: str, workdir: Path) -> None:
                    "adminGetUser with a user's access token")
     expect_problem(get_me.sync_detailed(client=admin), 401, "invalid_token", Problem,
                    "getMe with an admin token")
+
+    # --- Security events: adminListEvents on the users above, listMyEvents on a new one.
+    def events_page(response: Any, what: str) -> Any:
+        """A typed 200 EventsPage: Event / EventActor models, UUID ids, aware `at`, newest first."""
+        page = expect(response, 200, EventsPage, what)
+        check(isinstance(page.events, list) and all(isinstance(e, Event) for e in page.events),
+              f"{what}: expected list[Event], got {page.events!r}")
+        for event in page.events:
+            check(isinstance(event.id, uuid.UUID), f"{what}: id {event.id!r} is not a UUID")
+            check(isinstance(event.at, datetime.datetime) and event.at.tzinfo is not None,
+                  f"{what}: at {event.at!r} is not an RFC 3339 date-time with an offset")
+            check(isinstance(event.type_, str) and event.type_, f"{what}: type {event.type_!r}")
+            check(isinstance(event.actor, EventActor) and isinstance(event.actor.kind, str),
+                  f"{what}: actor {event.actor!r} is not an EventActor")
+        ats = [e.at for e in page.events]
+        check(all(a >= b for a, b in zip(ats, ats[1:])),
+              f"{what}: not newest first: {[(e.type_, e.at.isoformat()) for e in page.events]}")
+        # The document leaves `next` optional; the server always sends it (a cursor or null).
+        check(page.next_ is None or isinstance(page.next_, str),
+              f"{what}: next {page.next_!r} is neither a string nor null")
+        return page
+
+    def admin_events(what: str, **query: Any) -> Any:
+        return events_page(admin_list_events.sync_detailed(client=admin, **query), what)
+
+    def types_of(events: list[Any]) -> list[str]:
+        return [e.type_ for e in events]
+
+    step(f"adminListEvents user_id={target.username} -> user.created/disabled/enabled "
+         f"by admin_token {admin_token_name!r}, newest first")
+    page = admin_events("adminListEvents by user_id", user_id=target.id, limit=200)
+    check(page.next_ is None, f"adminListEvents by user_id: next {page.next_!r} on a page of "
+                              f"{len(page.events)} events at limit 200")
+    check(all(e.user_id == target.id for e in page.events),
+          f"adminListEvents by user_id: events of other users: {[(e.type_, e.user_id) for e in page.events]}")
+    admin_made: dict[str, Any] = {}
+    for kind in ("user.created", "user.disabled", "user.enabled"):
+        found = [e for e in page.events if e.type_ == kind]
+        check(len(found) == 1, f"adminListEvents by user_id: {len(found)} {kind} events, expected 1, "
+                               f"in {types_of(page.events)}")
+        event = found[0]
+        check(event.actor.kind == "admin_token" and event.actor.name == admin_token_name,
+              f"adminListEvents by user_id: {kind} actor {event.actor.kind!r}/{event.actor.name!r}, "
+              f"expected 'admin_token'/{admin_token_name!r}")
+        admin_made[kind] = event
+    order = types_of(page.events)
+    check(order.index("user.enabled") < order.index("user.disabled") < order.index("user.created"),
+          f"adminListEvents by user_id: expected user.enabled before user.disabled before user.created "
+          f"(newest first), got {order}")
+    check(admin_made["user.enabled"].at >= admin_made["user.disabled"].at >= admin_made["user.created"].at,
+          f"adminListEvents by user_id: at not newest first: "
+          f"{[(k, e.at.isoformat()) for k, e in admin_made.items()]}")
+
+    step("adminListEvents type=user.disabled&type=user.enabled -> only those types")
+    wanted = ["user.disabled", "user.enabled"]
+    page = admin_events("adminListEvents by two types", type_=wanted, limit=200)
+    check(page.events and all(e.type_ in wanted for e in page.events),
+          f"adminListEvents by two types: got types {sorted(set(types_of(page.events)))}, expected only {wanted}")
+    typed_ids = {e.id for e in page.events}
+    check(admin_made["user.disabled"].id in typed_ids and admin_made["user.enabled"].id in typed_ids,
+          f"adminListEvents by two types: the target's user.disabled/user.enabled events are missing "
+          f"from {types_of(page.events)}")
+
+    step("adminListEvents by user_id and the two types, limit=1, following next until null")
+    paged: list[Any] = []
+    after = UNSET
+    pages = 0
+    while True:
+        page = admin_events(f"adminListEvents limit=1 page {pages + 1}", user_id=target.id, type_=wanted,
+                            limit=1, after=after)
+        pages += 1
+        check(len(page.events) <= 1, f"adminListEvents limit=1 page {pages}: {len(page.events)} events")
+        check(all(e.type_ in wanted and e.user_id == target.id for e in page.events),
+              f"adminListEvents limit=1 page {pages}: unfiltered event {page.events!r}")
+        check(not {e.id for e in page.events} & {e.id for e in paged},
+              f"adminListEvents limit=1 page {pages}: repeats an id of an earlier page")
+        paged.extend(page.events)
+        if page.next_ is None:
+            break
+        check(len(page.events) == 1, f"adminListEvents limit=1 page {pages}: next {page.next_!r} "
+                                     f"on an empty page")
+        check(pages < 10, "adminListEvents limit=1: more than 10 pages for 2 events")
+        after = uuid.UUID(page.next_)
+    check(types_of(paged) == ["user.enabled", "user.disabled"],
+          f"adminListEvents limit=1: paged through {types_of(paged)}, expected ['user.enabled', 'user.disabled']")
+    check([e.id for e in paged] == [admin_made["user.enabled"].id, admin_made["user.disabled"].id],
+          "adminListEvents limit=1: paged through other events than the unpaged list")
+
+    step("adminListEvents since=now+1h -> no events, next null")
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)
+    page = admin_events("adminListEvents since=now+1h", since=later)
+    check(page.events == [] and page.next_ is None,
+          f"adminListEvents since=now+1h: {types_of(page.events)}, next {page.next_!r}, expected [] and null")
+
+    step("adminListEvents limit=0 -> 422 validation (limit/out_of_range)")
+    errors = expect_validation(admin_list_events.sync_detailed(client=admin, limit=0), "limit", Problem,
+                               FieldError, "adminListEvents limit=0")
+    check(errors[0].code == "out_of_range", f"adminListEvents limit=0: code {errors[0].code!r}")
+
+    events_name = "py-" + secrets.token_hex(6)
+    events_credentials = Credentials(username=events_name, password=STRONG_PASSWORD)
+    step(f"signup + signin {events_name}; listMyEvents -> user.signed_in, user.signed_up by the user")
+    events_user = expect(signup.sync_detailed(client=client, body=events_credentials), 201, UserView,
+                         "signup for listMyEvents")
+    events_pair = expect(signin.sync_detailed(client=client, body=events_credentials), 200, TokenPair,
+                         "signin for listMyEvents")
+
+    def my_events(what: str) -> Any:
+        page = events_page(list_my_events.sync_detailed(client=authed(events_pair.access_token), limit=200), what)
+        check(page.next_ is None, f"{what}: next {page.next_!r} on a page of {len(page.events)} events")
+        check(all(e.user_id == events_user.id for e in page.events),
+              f"{what}: events of other users: {[(e.type_, e.user_id) for e in page.events]}")
+        check(all(e.actor.name is None for e in page.events),
+              f"{what}: actor.name set in a user's own list: {[(e.type_, e.actor.name) for e in page.events]}")
+        return page
+
+    page = my_events("listMyEvents")
+    check(types_of(page.events) == ["user.signed_in", "user.signed_up"],
+          f"listMyEvents: types {types_of(page.events)}, expected ['user.signed_in', 'user.signed_up']")
+    check(all(e.actor.kind == "user" for e in page.events),
+          f"listMyEvents: actor kinds {[e.actor.kind for e in page.events]}, expected 'user'")
+    check(str(page.events[0].session_id) == str(events_pair.session_id),
+          f"listMyEvents: user.signed_in session_id {page.events[0].session_id}, "
+          f"expected {events_pair.session_id}")
+
+    step("signin with a wrong password -> 401; listMyEvents shows user.signin_failed (written after the answer)")
+    expect_problem(admin_signin(events_name, STRONG_PASSWORD + "x"), 401, "invalid_credentials", Problem,
+                   "signin with a wrong password for listMyEvents")
+    deadline = time.monotonic() + 2.0
+    while True:
+        page = my_events("listMyEvents after a wrong password")
+        failed = [e for e in page.events if e.type_ == "user.signin_failed"]
+        if failed or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    check(len(failed) == 1, f"listMyEvents after a wrong password: {len(failed)} user.signin_failed events "
+                            f"within 2 s, expected 1, in {types_of(page.events)}")
+    check(page.events[0].type_ == "user.signin_failed",
+          f"listMyEvents after a wrong password: newest is {page.events[0].type_!r}, expected user.signin_failed")
+    check(failed[0].actor.kind == "user" and failed[0].actor.name is None,
+          f"listMyEvents: user.signin_failed actor {failed[0].actor.kind!r}/{failed[0].actor.name!r}")
+
+    step("listMyEvents without a token -> 401 invalid_token; with the admin token -> 401 invalid_token")
+    response = list_my_events.sync_detailed(client=client)
+    expect_problem(response, 401, "invalid_token", Problem, "listMyEvents without a token")
+    challenge_header = response.headers.get("www-authenticate", "")
+    check(challenge_header.startswith("Bearer"),
+          f"listMyEvents without a token: WWW-Authenticate {challenge_header!r}, expected Bearer")
+    expect_problem(list_my_events.sync_detailed(client=admin), 401, "invalid_token", Problem,
+                   "listMyEvents with an admin token")
 
     step("adminDeleteUser -> 204; adminGetUser -> 404 not_found")
     expect(admin_delete_user.sync_detailed(target.id, client=admin), 204, None, "adminDeleteUser")

@@ -6,7 +6,8 @@
 // Usage (via run.sh): tsx client.ts BASE_URL
 // The second-factor steps compute TOTP codes with their own RFC 6238 code
 // (node:crypto HMAC-SHA1, base32 decoding) from the otpauth URI alone.
-// The reset and admin-API steps run the operator CLI (`users reset-password`,
+// The admin-API steps end with the security events (adminListEvents,
+// listMyEvents). The reset and admin-API steps run the operator CLI (`users reset-password`,
 // `admin-tokens create`): it needs TESSERA_BIN (the tessera
 // binary), TESSERA_REPO (the repository root, its working directory) and the
 // server's configuration as TESSERA_ENV, TESSERA__DATABASE__URL,
@@ -24,6 +25,8 @@ type MfaChallengeView = components["schemas"]["MfaChallengeView"];
 type MeView = components["schemas"]["MeView"];
 type AdminUser = components["schemas"]["AdminUser"];
 type AdminUsers = components["schemas"]["AdminUsers"];
+type SecurityEvent = components["schemas"]["Event"];
+type EventsPage = components["schemas"]["EventsPage"];
 
 // Compile-time checks that errors are typed from the document: `error` of an
 // operation must be exactly the Problem schema, not `unknown` or `never`.
@@ -668,7 +671,8 @@ async function run(baseUrl: string): Promise<void> {
   }
 
   // --- The admin API, with an admin token from the operator CLI.
-  const adminToken = createAdminToken("ts-eco-" + Math.random().toString(16).slice(2, 14));
+  const adminTokenName = "ts-eco-" + Math.random().toString(16).slice(2, 14);
+  const adminToken = createAdminToken(adminTokenName);
   const admin = bearer(adminToken);
   const prefix = "ta" + Math.random().toString(16).slice(2, 10) + "-";
   const adminCreate = (name: string) =>
@@ -846,6 +850,237 @@ async function run(baseUrl: string): Promise<void> {
   {
     const { error, response } = await client.GET("/v1/me", { headers: admin });
     expectProblem(response, error, 401, "invalid_token", "getMe with an admin token");
+  }
+
+  // --- Security events: adminListEvents on the users above, listMyEvents on a new one.
+  /** A 200 EventsPage, newest first, whose `next` is present (a cursor or null). */
+  const eventsPage = (
+    response: Response,
+    data: EventsPage | undefined,
+    error: Problem | undefined,
+    what: string,
+  ): EventsPage & { next: string | null } => {
+    expectStatus(response, 200, what, data ?? error);
+    check(data !== undefined && Array.isArray(data.events), `${what}: expected an EventsPage, got ${JSON.stringify(data)}`);
+    for (const event of data.events) {
+      check(typeof event.type === "string" && event.type !== "", `${what}: type ${JSON.stringify(event.type)}`);
+      check(typeof event.actor.kind === "string", `${what}: actor ${JSON.stringify(event.actor)}`);
+      check(!Number.isNaN(Date.parse(event.at)), `${what}: at ${JSON.stringify(event.at)} is not a date-time`);
+    }
+    const ats = data.events.map((event) => Date.parse(event.at));
+    check(
+      ats.every((at, index) => index === 0 || (ats[index - 1] ?? at) >= at),
+      `${what}: not newest first: ${JSON.stringify(data.events.map((e) => [e.type, e.at]))}`,
+    );
+    // The document leaves `next` optional (`next?: string | null`); the server always sends it.
+    const next = data.next;
+    check(next !== undefined, `${what}: no next (expected a cursor or null)`);
+    return { ...data, next };
+  };
+  type AdminEventsQuery = NonNullable<paths["/v1/admin/events"]["get"]["parameters"]["query"]>;
+  const adminEvents = async (query: AdminEventsQuery, what: string) => {
+    const { data, error, response } = await client.GET("/v1/admin/events", { headers: admin, params: { query } });
+    assertType<Exactly<NonNullable<typeof error>, Problem>>();
+    assertType<Exactly<NonNullable<typeof data>, EventsPage>>();
+    return eventsPage(response, data, error, what);
+  };
+  const typesOf = (events: SecurityEvent[]) => events.map((event) => event.type);
+
+  step(
+    `adminListEvents user_id=${target.username} -> user.created/disabled/enabled ` +
+      `by admin_token ${JSON.stringify(adminTokenName)}, newest first`,
+  );
+  const adminMade = new Map<string, SecurityEvent>();
+  {
+    const page = await adminEvents({ user_id: target.id, limit: 200 }, "adminListEvents by user_id");
+    check(page.next === null, `adminListEvents by user_id: next ${page.next} on a page at limit 200`);
+    check(
+      page.events.every((event) => event.user_id === target.id),
+      `adminListEvents by user_id: events of other users: ${JSON.stringify(page.events.map((e) => [e.type, e.user_id]))}`,
+    );
+    for (const kind of ["user.created", "user.disabled", "user.enabled"]) {
+      const found = page.events.filter((event) => event.type === kind);
+      check(
+        found.length === 1,
+        `adminListEvents by user_id: ${found.length} ${kind} events, expected 1, in ${JSON.stringify(typesOf(page.events))}`,
+      );
+      const [event] = found;
+      check(event !== undefined, `adminListEvents by user_id: no ${kind}`);
+      check(
+        event.actor.kind === "admin_token" && event.actor.name === adminTokenName,
+        `adminListEvents by user_id: ${kind} actor ${event.actor.kind}/${JSON.stringify(event.actor.name)}, ` +
+          `expected admin_token/${JSON.stringify(adminTokenName)}`,
+      );
+      adminMade.set(kind, event);
+    }
+    const order = typesOf(page.events);
+    check(
+      order.indexOf("user.enabled") < order.indexOf("user.disabled") &&
+        order.indexOf("user.disabled") < order.indexOf("user.created"),
+      `adminListEvents by user_id: expected user.enabled before user.disabled before user.created ` +
+        `(newest first), got ${JSON.stringify(order)}`,
+    );
+  }
+  const disabledEvent = adminMade.get("user.disabled");
+  const enabledEvent = adminMade.get("user.enabled");
+  check(disabledEvent !== undefined && enabledEvent !== undefined, "adminListEvents: no user.disabled/user.enabled");
+
+  step("adminListEvents type=user.disabled&type=user.enabled -> only those types");
+  const wanted = ["user.disabled", "user.enabled"];
+  {
+    const page = await adminEvents({ type: wanted, limit: 200 }, "adminListEvents by two types");
+    check(
+      page.events.length > 0 && page.events.every((event) => wanted.includes(event.type)),
+      `adminListEvents by two types: got types ${JSON.stringify([...new Set(typesOf(page.events))])}, ` +
+        `expected only ${JSON.stringify(wanted)}`,
+    );
+    const ids = page.events.map((event) => event.id);
+    check(
+      ids.includes(disabledEvent.id) && ids.includes(enabledEvent.id),
+      `adminListEvents by two types: the target's user.disabled/user.enabled events are missing from ` +
+        JSON.stringify(typesOf(page.events)),
+    );
+  }
+
+  step("adminListEvents by user_id and the two types, limit=1, following next until null");
+  {
+    const paged: SecurityEvent[] = [];
+    let after: string | undefined;
+    let pages = 0;
+    for (;;) {
+      pages += 1;
+      const page = await adminEvents(
+        { user_id: target.id, type: wanted, limit: 1, ...(after === undefined ? {} : { after }) },
+        `adminListEvents limit=1 page ${pages}`,
+      );
+      check(page.events.length <= 1, `adminListEvents limit=1 page ${pages}: ${page.events.length} events`);
+      check(
+        page.events.every((event) => wanted.includes(event.type) && event.user_id === target.id),
+        `adminListEvents limit=1 page ${pages}: unfiltered event ${JSON.stringify(page.events)}`,
+      );
+      check(
+        page.events.every((event) => !paged.some((seen) => seen.id === event.id)),
+        `adminListEvents limit=1 page ${pages}: repeats an id of an earlier page`,
+      );
+      paged.push(...page.events);
+      if (page.next === null) break;
+      check(page.events.length === 1, `adminListEvents limit=1 page ${pages}: next ${page.next} on an empty page`);
+      check(pages < 10, "adminListEvents limit=1: more than 10 pages for 2 events");
+      after = page.next;
+    }
+    check(
+      JSON.stringify(paged.map((event) => event.id)) === JSON.stringify([enabledEvent.id, disabledEvent.id]),
+      `adminListEvents limit=1: paged through ${JSON.stringify(typesOf(paged))}, expected ["user.enabled","user.disabled"]`,
+    );
+  }
+
+  step("adminListEvents since=now+1h -> no events, next null");
+  {
+    const since = new Date(Date.now() + 3_600_000).toISOString();
+    const page = await adminEvents({ since }, "adminListEvents since=now+1h");
+    check(
+      page.events.length === 0 && page.next === null,
+      `adminListEvents since=now+1h: ${JSON.stringify(typesOf(page.events))}, next ${page.next}, expected [] and null`,
+    );
+  }
+
+  step("adminListEvents limit=0 -> 422 validation (limit/out_of_range)");
+  {
+    const { error, response } = await client.GET("/v1/admin/events", {
+      headers: admin,
+      params: { query: { limit: 0 } },
+    });
+    const errors = expectValidation(response, error, "limit", "adminListEvents limit=0");
+    check(errors[0]?.code === "out_of_range", `adminListEvents limit=0: code ${errors[0]?.code}`);
+  }
+
+  const eventsName = randomName();
+  step(`signup + signin ${eventsName}; listMyEvents -> user.signed_in, user.signed_up by the user`);
+  let eventsUserId: string;
+  {
+    const { data, error, response } = await client.POST("/v1/auth/signup", {
+      body: { username: eventsName, password: STRONG_PASSWORD },
+    });
+    expectStatus(response, 201, "signup for listMyEvents", data ?? error);
+    check(data !== undefined, "signup for listMyEvents: no body");
+    eventsUserId = data.id;
+  }
+  const eventsSigned = await signInAs(eventsName, STRONG_PASSWORD);
+  const eventsPair = tokenPairOf(eventsSigned.response, eventsSigned.data, eventsSigned.error, "signin for listMyEvents");
+  const myEvents = async (what: string) => {
+    const { data, error, response } = await client.GET("/v1/me/events", {
+      headers: bearer(eventsPair.access_token),
+      params: { query: { limit: 200 } },
+    });
+    assertType<Exactly<NonNullable<typeof error>, Problem>>();
+    assertType<Exactly<NonNullable<typeof data>, EventsPage>>();
+    const page = eventsPage(response, data, error, what);
+    check(page.next === null, `${what}: next ${page.next} on a page of ${page.events.length} events`);
+    check(
+      page.events.every((event) => event.user_id === eventsUserId),
+      `${what}: events of other users: ${JSON.stringify(page.events.map((e) => [e.type, e.user_id]))}`,
+    );
+    check(
+      page.events.every((event) => event.actor.name === null),
+      `${what}: actor.name not null in a user's own list: ${JSON.stringify(page.events.map((e) => [e.type, e.actor.name]))}`,
+    );
+    return page;
+  };
+  {
+    const page = await myEvents("listMyEvents");
+    check(
+      JSON.stringify(typesOf(page.events)) === JSON.stringify(["user.signed_in", "user.signed_up"]),
+      `listMyEvents: types ${JSON.stringify(typesOf(page.events))}, expected ["user.signed_in","user.signed_up"]`,
+    );
+    check(
+      page.events.every((event) => event.actor.kind === "user"),
+      `listMyEvents: actor kinds ${JSON.stringify(page.events.map((e) => e.actor.kind))}, expected user`,
+    );
+    check(
+      page.events[0]?.session_id === eventsPair.session_id,
+      `listMyEvents: user.signed_in session_id ${page.events[0]?.session_id}, expected ${eventsPair.session_id}`,
+    );
+  }
+
+  step("signin with a wrong password -> 401; listMyEvents shows user.signin_failed (written after the answer)");
+  {
+    const refused = await signInAs(eventsName, STRONG_PASSWORD + "x");
+    expectProblem(refused.response, refused.error, 401, "invalid_credentials", "signin with a wrong password for listMyEvents");
+    const deadline = Date.now() + 2_000;
+    let page = await myEvents("listMyEvents after a wrong password");
+    while (!page.events.some((event) => event.type === "user.signin_failed") && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      page = await myEvents("listMyEvents after a wrong password");
+    }
+    const failed = page.events.filter((event) => event.type === "user.signin_failed");
+    check(
+      failed.length === 1,
+      `listMyEvents after a wrong password: ${failed.length} user.signin_failed events within 2 s, expected 1, ` +
+        `in ${JSON.stringify(typesOf(page.events))}`,
+    );
+    check(
+      page.events[0]?.type === "user.signin_failed",
+      `listMyEvents after a wrong password: newest is ${page.events[0]?.type}, expected user.signin_failed`,
+    );
+    check(
+      failed[0]?.actor.kind === "user" && failed[0]?.actor.name === null,
+      `listMyEvents: user.signin_failed actor ${failed[0]?.actor.kind}/${JSON.stringify(failed[0]?.actor.name)}`,
+    );
+  }
+
+  step("listMyEvents without a token -> 401 invalid_token; with the admin token -> 401 invalid_token");
+  {
+    const { error, response } = await client.GET("/v1/me/events");
+    expectProblem(response, error, 401, "invalid_token", "listMyEvents without a token");
+    const challengeHeader = response.headers.get("www-authenticate") ?? "";
+    check(
+      challengeHeader.startsWith("Bearer"),
+      `listMyEvents without a token: WWW-Authenticate ${JSON.stringify(challengeHeader)}, expected Bearer`,
+    );
+  }
+  {
+    const { error, response } = await client.GET("/v1/me/events", { headers: admin });
+    expectProblem(response, error, 401, "invalid_token", "listMyEvents with an admin token");
   }
 
   step("adminDeleteUser -> 204; adminGetUser -> 404 not_found");
