@@ -5,7 +5,7 @@ use std::{
     num::NonZeroUsize,
     sync::{
         Arc,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -19,7 +19,7 @@ use sea_orm::{
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{Event, NewEvent, insert};
+use super::{Event, NewEvent, write};
 use crate::{clock::Clock, domain::MAX_PAGE, error::Causes, users::UserStoreError};
 
 /// The first retry of a queued event, doubled up to [`MAX_RETRY_PAUSE`].
@@ -51,8 +51,19 @@ pub struct EventPage {
 
 /// An event stamped when it happened, waiting to be written.
 struct Queued {
+    id: Uuid,
     at: DateTime<Utc>,
     event: NewEvent,
+}
+
+impl Queued {
+    fn now(clock: &Clock, event: NewEvent) -> Self {
+        Queued {
+            id: Uuid::now_v7(),
+            at: clock.now(),
+            event,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -62,6 +73,8 @@ pub struct AuditLog {
     queue: mpsc::Sender<Queued>,
     /// Queued and not yet written (the writer's event in hand included).
     waiting: Arc<AtomicUsize>,
+    /// The last write failed (and the writer has not succeeded since).
+    failing: Arc<AtomicBool>,
     dropped: Counter,
 }
 
@@ -73,12 +86,19 @@ impl AuditLog {
     pub fn new(db: DatabaseConnection, clock: Clock, capacity: NonZeroUsize) -> Self {
         let (queue, queued) = mpsc::channel(capacity.get());
         let waiting = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(write_queued(db.clone(), queued, Arc::clone(&waiting)));
+        let failing = Arc::new(AtomicBool::new(false));
+        tokio::spawn(write_queued(
+            db.clone(),
+            queued,
+            Arc::clone(&waiting),
+            Arc::clone(&failing),
+        ));
         AuditLog {
             db,
             clock,
             queue,
             waiting,
+            failing,
             dropped: Counter::default(),
         }
     }
@@ -90,25 +110,25 @@ impl AuditLog {
 
     /// The event of a Redis-only change: written before the answer when the
     /// database answers, else queued and retried (the change stands either
-    /// way). While earlier events wait, it queues behind them at once: an
-    /// outage costs each request no database timeout after the first.
+    /// way). While writes fail, it is queued at once: an outage costs each
+    /// request no database timeout after the first.
     pub async fn record(&self, event: NewEvent) {
-        let at = self.clock.now();
-        if self.waiting.load(Ordering::Acquire) == 0 {
-            match insert(&self.db, at, &event).await {
+        let queued = Queued::now(&self.clock, event);
+        if !self.failing.load(Ordering::Acquire) {
+            match write(&self.db, queued.id, queued.at, &queued.event).await {
                 Ok(()) => return,
                 Err(err) => {
-                    tracing::warn!(error = %Causes(&err), "audit event not written; queued for retry")
+                    self.failing.store(true, Ordering::Release);
+                    tracing::warn!(error = %Causes(&err), "audit event not written; queued for retry");
                 }
             }
         }
-        self.enqueue(Queued { at, event });
+        self.enqueue(queued);
     }
 
     /// The event of a refused request: queued, written off the response path.
     pub fn record_later(&self, event: NewEvent) {
-        let at = self.clock.now();
-        self.enqueue(Queued { at, event });
+        self.enqueue(Queued::now(&self.clock, event));
     }
 
     fn enqueue(&self, queued: Queued) {
@@ -234,14 +254,17 @@ async fn write_queued(
     db: DatabaseConnection,
     mut queued: mpsc::Receiver<Queued>,
     waiting: Arc<AtomicUsize>,
+    failing: Arc<AtomicBool>,
 ) {
-    while let Some(Queued { at, event }) = queued.recv().await {
+    while let Some(Queued { id, at, event }) = queued.recv().await {
         let mut pause = FIRST_RETRY_PAUSE;
-        while let Err(err) = insert(&db, at, &event).await {
+        while let Err(err) = write(&db, id, at, &event).await {
+            failing.store(true, Ordering::Release);
             tracing::debug!(error = %Causes(&err), "audit event not written yet; retrying");
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(MAX_RETRY_PAUSE);
         }
+        failing.store(false, Ordering::Release);
         // Saturating: a flush at shutdown may have zeroed it.
         let _ = waiting.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }

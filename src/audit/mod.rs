@@ -217,9 +217,9 @@ impl NewEvent {
         self
     }
 
-    fn row(&self, at: DateTime<Utc>) -> audit_event::ActiveModel {
+    fn row(&self, id: Uuid, at: DateTime<Utc>) -> audit_event::ActiveModel {
         audit_event::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(id),
             at: Set(at),
             r#type: Set(self.kind.as_str().to_owned()),
             user_id: Set(self.user_id),
@@ -240,7 +240,18 @@ pub async fn insert(
     at: DateTime<Utc>,
     event: &NewEvent,
 ) -> Result<(), DbErr> {
-    audit_event::Entity::insert(event.row(at))
+    write(db, Uuid::now_v7(), at, event).await
+}
+
+/// Writes an event under an id taken when it happened: UUID v7, so that
+/// id order is the order events happened in, also for those written late.
+async fn write(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    at: DateTime<Utc>,
+    event: &NewEvent,
+) -> Result<(), DbErr> {
+    audit_event::Entity::insert(event.row(id, at))
         .exec_without_returning(db)
         .await?;
     Ok(())
