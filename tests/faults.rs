@@ -219,6 +219,16 @@ async fn a_database_outage_answers_503_fast_keeps_sessions_working_and_recovers(
         restored.elapsed()
     );
 
+    // The sign-out's event waited for the database and was written after.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while signed_out_events(&app).await != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the queued sign-out event was not written"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // The failed signup stored nothing, and what was signed out stays signed out.
     assert_eq!(count_users(&app).await, users_before);
     assert_eq!(
@@ -282,6 +292,18 @@ async fn count_users(app: &TestApp) -> u64 {
         .count(&db)
         .await
         .expect("count users");
+    db.close().await.ok();
+    count
+}
+
+async fn signed_out_events(app: &TestApp) -> u64 {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let db = app.database().await;
+    let count = entity::audit_event::Entity::find()
+        .filter(entity::audit_event::Column::Type.eq("session.signed_out"))
+        .count(&db)
+        .await
+        .expect("count events");
     db.close().await.ok();
     count
 }
