@@ -92,6 +92,7 @@ impl App {
             },
             check_session_on_access: settings.session.check_on_access,
             reset_ttl: settings.password.reset_ttl,
+            introspection_clients: settings.introspection.clients.clone(),
             metrics,
         });
         let (acceptor, local_addr) = bind(settings.server.bind).await?;

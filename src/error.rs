@@ -20,7 +20,10 @@ use crate::{
     auth::hashing::HashingError,
     clock::whole_seconds,
     domain::{Violation, Violations},
-    flows::{AccountError, RefreshError, RevokeError, SigninError, SignupError, UserOpError},
+    flows::{
+        AccountError, IntrospectionError, RefreshError, RevokeError, SigninError, SignupError,
+        UserOpError,
+    },
     keyspace::RedisError,
     rate_limit::RateLimitError,
     users::UserStoreError,
@@ -67,6 +70,10 @@ pub struct Problem {
     /// The broken rules; present on 422 only.
     #[oai(skip_serializing_if_is_none)]
     pub errors: Option<Vec<FieldError>>,
+    /// The RFC 6749 §5.2 error code, under `/oauth/` only
+    /// (`invalid_client`, `invalid_request`).
+    #[oai(skip_serializing_if_is_none)]
+    pub error: Option<String>,
 }
 
 /// The kinds of problem the API answers with.
@@ -85,6 +92,7 @@ pub enum ProblemKind {
     Validation,
     RateLimited,
     MfaLocked,
+    InvalidClient,
     Unavailable,
     Internal,
 }
@@ -176,7 +184,7 @@ impl ProblemKind {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "Unsupported media type",
-                "Request body is not `application/json` (`unsupported_media_type`).",
+                "Request body is not of the operation's type: `application/json`, or `application/x-www-form-urlencoded` under `/oauth/` (`unsupported_media_type`).",
             ),
             K::Validation => row(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -195,6 +203,12 @@ impl ProblemKind {
                 "mfa_locked",
                 "Second factor locked",
                 "Too many wrong codes in a row: the second factor is locked until an operator resets it or the password is reset (`mfa_locked`).",
+            ),
+            K::InvalidClient => row(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "Invalid client",
+                "No or wrong HTTP Basic client credentials (`invalid_client`, `WWW-Authenticate: Basic`).",
             ),
             K::Unavailable => row(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -235,6 +249,12 @@ impl Dependency {
 pub enum ApiError {
     #[error("malformed request: {0}")]
     MalformedRequest(&'static str),
+    /// An RFC 6749 request missing what it needs (`/oauth/`).
+    #[error("invalid request: {0}")]
+    InvalidRequest(&'static str),
+    /// Missing or wrong HTTP Basic client credentials (`/oauth/`).
+    #[error("invalid client")]
+    InvalidClient,
     #[error("missing bearer token")]
     MissingBearer,
     #[error("invalid token")]
@@ -252,7 +272,7 @@ pub enum ApiError {
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
-    UnsupportedMediaType,
+    UnsupportedMediaType { expected: &'static str },
     #[error("validation failed: {0}")]
     Validation(Violations),
     #[error("rate limited for {retry_after:?}")]
@@ -281,7 +301,10 @@ impl ApiError {
 
     pub fn kind(&self) -> ProblemKind {
         match self {
-            ApiError::MalformedRequest(_) => ProblemKind::MalformedRequest,
+            ApiError::MalformedRequest(_) | ApiError::InvalidRequest(_) => {
+                ProblemKind::MalformedRequest
+            }
+            ApiError::InvalidClient => ProblemKind::InvalidClient,
             ApiError::MissingBearer => ProblemKind::MissingBearer,
             ApiError::InvalidToken => ProblemKind::InvalidToken,
             ApiError::InvalidCredentials => ProblemKind::InvalidCredentials,
@@ -290,7 +313,7 @@ impl ApiError {
             ApiError::CorsRefused => ProblemKind::CorsRefused,
             ApiError::Conflict(_) => ProblemKind::Conflict,
             ApiError::PayloadTooLarge => ProblemKind::PayloadTooLarge,
-            ApiError::UnsupportedMediaType => ProblemKind::UnsupportedMediaType,
+            ApiError::UnsupportedMediaType { .. } => ProblemKind::UnsupportedMediaType,
             ApiError::Validation(_) => ProblemKind::Validation,
             ApiError::RateLimited { .. } => ProblemKind::RateLimited,
             ApiError::MfaLocked => ProblemKind::MfaLocked,
@@ -307,7 +330,12 @@ impl ApiError {
     /// and field names.
     fn detail(&self) -> String {
         match self {
-            ApiError::MalformedRequest(detail) => (*detail).into(),
+            ApiError::MalformedRequest(detail) | ApiError::InvalidRequest(detail) => {
+                (*detail).into()
+            }
+            ApiError::InvalidClient => {
+                "This endpoint needs the HTTP Basic credentials of a configured client.".into()
+            }
             ApiError::MissingBearer => {
                 "This endpoint needs an `Authorization: Bearer` access token.".into()
             }
@@ -322,7 +350,9 @@ impl ApiError {
             }
             ApiError::Conflict(what) => (*what).into(),
             ApiError::PayloadTooLarge => "The request body exceeds the size limit.".into(),
-            ApiError::UnsupportedMediaType => "Send the request body as `application/json`.".into(),
+            ApiError::UnsupportedMediaType { expected } => {
+                format!("Send the request body as `{expected}`.")
+            }
             ApiError::Validation(broken) => {
                 format!("{} rule(s) broken; see `errors`.", broken.0.len())
             }
@@ -368,6 +398,11 @@ impl ApiError {
                 }
                 _ => None,
             },
+            error: match self {
+                ApiError::InvalidClient => Some("invalid_client".into()),
+                ApiError::InvalidRequest(_) => Some("invalid_request".into()),
+                _ => None,
+            },
         }
     }
 
@@ -400,6 +435,12 @@ impl ApiError {
                 builder =
                     builder.header(header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#)
             }
+            ApiError::InvalidClient => {
+                builder = builder.header(
+                    header::WWW_AUTHENTICATE,
+                    r#"Basic realm="tessera", charset="UTF-8""#,
+                )
+            }
             _ => {}
         }
         if let Some(secs) = self.retry_after_secs() {
@@ -409,21 +450,33 @@ impl ApiError {
     }
 
     /// Translates an error raised by poem or poem-openapi (routing, content
-    /// negotiation, payload parsing, security schemes) into ours.
-    pub fn from_framework(err: poem::Error) -> ApiError {
+    /// negotiation, payload parsing, security schemes) into ours; `oauth`
+    /// for the RFC 6749 endpoints, whose bodies are forms and whose callers
+    /// authenticate with HTTP Basic.
+    pub fn from_framework(err: poem::Error, oauth: bool) -> ApiError {
         match err.status() {
             // Parser messages can quote the offending value, which may be a
             // password: they stay out of the body.
+            StatusCode::BAD_REQUEST if oauth => ApiError::MalformedRequest(
+                "The request is not a form of the operation's parameters (each given once).",
+            ),
             StatusCode::BAD_REQUEST => ApiError::MalformedRequest(
                 "The request is not valid JSON or does not fit the operation's schema.",
             ),
+            StatusCode::UNAUTHORIZED if oauth => ApiError::InvalidClient,
             StatusCode::UNAUTHORIZED => ApiError::MissingBearer,
             StatusCode::NOT_FOUND => ApiError::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
             // Only the CORS layer refuses with 403.
             StatusCode::FORBIDDEN => ApiError::CorsRefused,
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType {
+                expected: if oauth {
+                    "application/x-www-form-urlencoded"
+                } else {
+                    "application/json"
+                },
+            },
             status => ApiError::internal(format!("unexpected framework error {status}: {err}")),
         }
     }
@@ -576,6 +629,17 @@ impl From<RevokeError> for ApiError {
         match err {
             RevokeError::NotFound => ApiError::NotFound,
             RevokeError::Sessions(err) => err.into(),
+        }
+    }
+}
+
+impl From<IntrospectionError> for ApiError {
+    /// An outage is 503, never `active: false`: that would sign every user
+    /// out at every resource server.
+    fn from(err: IntrospectionError) -> Self {
+        match err {
+            IntrospectionError::Sessions(err) => err.into(),
+            IntrospectionError::Users(err) => err.into(),
         }
     }
 }

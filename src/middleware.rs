@@ -76,7 +76,7 @@ pub async fn security_headers<E: Endpoint>(
 ) -> Result<Response> {
     let path = req.uri().path();
     let is_docs = path == "/docs" || path.starts_with("/docs/");
-    let is_api = path.starts_with("/v1/");
+    let is_api = path.starts_with("/v1/") || path.starts_with("/oauth/");
     let mut response = next.call(req).await?.into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -110,6 +110,7 @@ pub async fn security_headers<E: Endpoint>(
 
 /// The boundary where every error, ours or the framework's, becomes problem+json.
 pub async fn problem_responses<E: Endpoint>(next: E, req: Request) -> Result<Response> {
+    let oauth = req.uri().path().starts_with("/oauth/");
     Ok(match next.call(req).await {
         Ok(response) => response.into_response(),
         Err(err) => {
@@ -117,7 +118,7 @@ pub async fn problem_responses<E: Endpoint>(next: E, req: Request) -> Result<Res
             let route = err.data::<PathPattern>().cloned();
             let mut response = match err.downcast::<ApiError>() {
                 Ok(api_error) => api_error.into_problem_response(),
-                Err(other) => ApiError::from_framework(other).into_problem_response(),
+                Err(other) => ApiError::from_framework(other, oauth).into_problem_response(),
             };
             if let Some(route) = route {
                 response.set_data(route);

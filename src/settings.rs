@@ -93,6 +93,7 @@ pub struct Settings {
     pub mfa: MfaSettings,
     pub admin: AdminSettings,
     pub audit: AuditSettings,
+    pub introspection: IntrospectionSettings,
     pub metrics: MetricsSettings,
     pub log: LogSettings,
 }
@@ -424,6 +425,66 @@ pub struct AdminSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct IntrospectionSettings {
+    /// The resource servers that may call `POST /oauth/introspect`, as
+    /// `id:secret`; none: it answers 401 to everyone.
+    #[serde(default, deserialize_with = "introspection_clients")]
+    pub clients: Vec<IntrospectionClient>,
+}
+
+/// A resource server's HTTP Basic credentials for introspection.
+#[derive(Debug, Clone)]
+pub struct IntrospectionClient {
+    /// `[A-Za-z0-9._-]{1,64}`.
+    pub id: String,
+    /// `[A-Za-z0-9._~-]{32,}`: urlencoding leaves it as it is.
+    pub secret: Secret,
+}
+
+fn introspection_clients<'de, D>(deserializer: D) -> Result<Vec<IntrospectionClient>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    const MIN_SECRET_CHARS: usize = 32;
+    let entries = Vec::<String>::deserialize(deserializer)?;
+    let mut clients: Vec<IntrospectionClient> = Vec::new();
+    for entry in entries.iter().filter(|entry| !entry.is_empty()) {
+        let (id, secret) = entry
+            .split_once(':')
+            .ok_or_else(|| D::Error::custom("each client is `id:secret`"))?;
+        let id_ok = (1..=64).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !id_ok {
+            return Err(D::Error::custom(
+                "a client id is 1-64 characters of `A-Z`, `a-z`, `0-9`, `.`, `_` and `-`",
+            ));
+        }
+        let secret_ok = secret.len() >= MIN_SECRET_CHARS
+            && secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b));
+        if !secret_ok {
+            // Never the secret itself in the message.
+            return Err(D::Error::custom(format!(
+                "the secret of client `{id}` must be at least {MIN_SECRET_CHARS} characters of `A-Z`, `a-z`, `0-9`, `.`, `_`, `~` and `-`"
+            )));
+        }
+        if clients.iter().any(|client| client.id == id) {
+            return Err(D::Error::custom(format!("client `{id}` is listed twice")));
+        }
+        clients.push(IntrospectionClient {
+            id: id.to_owned(),
+            secret: Secret(secret.to_owned()),
+        });
+    }
+    Ok(clients)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AuditSettings {
     /// Events older than this are pruned; `0` (`None`) keeps them forever.
     #[serde(rename = "retention_days", deserialize_with = "days_or_forever")]
@@ -526,6 +587,7 @@ impl Settings {
                     .with_list_parse_key("server.trusted_proxies")
                     .with_list_parse_key("server.cors_allowed_origins")
                     .with_list_parse_key("mfa.previous_encryption_keys")
+                    .with_list_parse_key("introspection.clients")
                     .try_parsing(true)
                     .source(Some(variables)),
             )
@@ -1101,6 +1163,51 @@ mod tests {
         load("development", &[("session.cookie_secure", "false")]).unwrap();
         let err = load("test", &[("session.cookie_secure", "false")]).unwrap_err();
         assert!(err.to_string().contains("session.cookie_secure"), "{err}");
+    }
+
+    #[test]
+    fn introspection_clients_are_ids_with_long_urlsafe_secrets() {
+        let secret = "s3cr3t-for-the-catalog-service.v1~";
+        let settings = load(
+            "development",
+            &[(
+                "introspection.clients",
+                &format!("catalog:{secret},billing.eu-1:{secret}"),
+            )],
+        )
+        .unwrap();
+        let ids: Vec<&str> = settings
+            .introspection
+            .clients
+            .iter()
+            .map(|client| client.id.as_str())
+            .collect();
+        assert_eq!(ids, ["catalog", "billing.eu-1"]);
+        assert_eq!(settings.introspection.clients[0].secret.expose(), secret);
+        assert!(
+            load("development", &[])
+                .unwrap()
+                .introspection
+                .clients
+                .is_empty()
+        );
+        for bad in [
+            "no-colon".to_owned(),
+            format!("bad id:{secret}"),
+            "catalog:too-short".to_owned(),
+            format!("catalog:{secret}+plus"),
+            format!("catalog:{secret},catalog:{secret}"),
+        ] {
+            let err = load("development", &[("introspection.clients", &bad)]).unwrap_err();
+            assert!(
+                err.to_string().contains("introspection.clients"),
+                "{bad}: {err}"
+            );
+            assert!(
+                !err.to_string().contains(secret),
+                "{bad}: the secret leaked: {err}"
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod cookie;
 mod events;
 mod me;
 mod mfa;
+mod oauth;
 mod ops;
 mod paging;
 mod strict;
@@ -44,6 +45,8 @@ pub struct ApiContext {
     pub check_session_on_access: bool,
     /// How long a reset token issued through the admin API stays valid.
     pub reset_ttl: std::time::Duration,
+    /// The resource servers that may introspect tokens.
+    pub introspection_clients: Vec<crate::settings::IntrospectionClient>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -55,6 +58,8 @@ enum ApiTags {
     Account,
     /// Liveness and readiness for orchestrators.
     Operations,
+    /// For resource servers: token introspection (RFC 7662) and revocation (RFC 7009).
+    ResourceServers,
     /// The back office: users, their sessions and second factor, and the
     /// audit log, with an admin token.
     Admin,
@@ -67,6 +72,7 @@ type Apis = (
     events::EventsApi,
     mfa::MfaApi,
     ops::OpsApi,
+    oauth::OauthApi,
     admin::AdminApi,
 );
 
@@ -81,6 +87,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             events::EventsApi,
             mfa::MfaApi,
             ops::OpsApi,
+            oauth::OauthApi,
             admin::AdminApi,
         ),
         "Tessera",

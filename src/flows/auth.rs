@@ -441,15 +441,20 @@ pub async fn revoke_session(
     by: &Acting,
 ) -> Result<(), RevokeError> {
     if stores.sessions.revoke(user_id, session_id).await? {
-        let event = EventType::SessionRevoked
-            .by(by)
-            .user(user_id)
-            .session(session_id);
-        stores.audit.record(event).await;
+        record_revoked(stores, user_id, session_id, by).await;
         Ok(())
     } else {
         Err(RevokeError::NotFound)
     }
+}
+
+/// `session.revoked`: one session ended on request.
+pub(super) async fn record_revoked(stores: &Stores, user_id: Uuid, session_id: Uuid, by: &Acting) {
+    let event = EventType::SessionRevoked
+        .by(by)
+        .user(user_id)
+        .session(session_id);
+    stores.audit.record(event).await;
 }
 
 #[cfg(test)]

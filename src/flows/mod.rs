@@ -7,6 +7,7 @@ mod account;
 mod auth;
 mod events;
 mod mfa;
+mod tokens;
 mod users;
 
 pub use crate::domain::MAX_PAGE;
@@ -24,6 +25,7 @@ pub use mfa::{
     CodeUsed, Enrollment, confirm_totp, disable_totp, regenerate_recovery_codes, reseal_secrets,
     reset_mfa, sign_in_with_code, start_totp_enrollment,
 };
+pub use tokens::{Introspection, IntrospectionError, TokenKeys, introspect, revoke_token};
 pub use users::{
     UserOpError, UserPage, delete_user, disable_user, enable_user, find_user, list_sessions,
     list_users,

@@ -118,6 +118,7 @@ struct Scripts {
     create: Script,
     rotate: Script,
     live: Script,
+    inspect: Script,
     revoke: Script,
     revoke_all: Script,
     list: Script,
@@ -144,6 +145,7 @@ impl SessionStore {
                 create: Script::new(include_str!("scripts/create.lua")),
                 rotate: Script::new(include_str!("scripts/rotate.lua")),
                 live: Script::new(include_str!("scripts/live.lua")),
+                inspect: Script::new(include_str!("scripts/inspect.lua")),
                 revoke: Script::new(include_str!("scripts/revoke.lua")),
                 revoke_all: Script::new(include_str!("scripts/revoke_all.lua")),
                 list: Script::new(include_str!("scripts/list.lua")),
@@ -319,6 +321,20 @@ impl SessionStore {
             .key(self.epoch_key(user_id));
         let live: u8 = self.invoke(invocation).await?;
         Ok(live == 1)
+    }
+
+    /// How long until the session of `presented` goes idle, if `presented`
+    /// is its current token (the previous one, even inside the grace
+    /// window, is not); nothing about the session changes.
+    pub async fn inspect(&self, presented: RefreshToken) -> Result<Option<Duration>, SessionError> {
+        let mut invocation = self.scripts.inspect.prepare_invoke();
+        invocation
+            .key(self.session_key(presented.user_id, presented.session_id))
+            .key(self.epoch_key(presented.user_id))
+            .arg(presented.user_id.to_string())
+            .arg(presented.generation);
+        let left: i64 = self.invoke(invocation).await?;
+        Ok(u64::try_from(left).ok().map(Duration::from_millis))
     }
 
     /// Readiness: one round-trip.
