@@ -265,23 +265,25 @@ async fn check_password_and_open(
 }
 
 /// Records a completed sign-in: its event before the answer (or queued,
-/// like a session event), and the user's `last_signin_at` off the response
-/// path (that write may queue behind another write of the row, and failing
-/// to is logged, not the caller's problem).
+/// like a session event), then the user's `last_signin_at` off the
+/// response path (that write may queue behind another write of the row,
+/// and failing to is logged, not the caller's problem). One after the
+/// other, so a sign-in's two writes never wait for each other (SQLite has
+/// one writer, and a busy writer backs off for milliseconds).
 pub(super) async fn record_signin(stores: &Stores, session: &NewSession, by: &Acting) {
     let (user_id, session_id) = (session.token.user_id, session.token.session_id);
-    let users = stores.users.clone();
-    tokio::spawn(async move {
-        if let Err(err) = users.record_signin(user_id).await {
-            tracing::warn!(error = %Causes(&err), "could not record a sign-in time");
-        }
-    });
     let event = EventType::SignedIn
         .by(by)
         .user(user_id)
         .session(session_id)
         .detail(serde_json::json!({ "amr": session.auth.method.amr() }));
     stores.audit.record(event).await;
+    let users = stores.users.clone();
+    tokio::spawn(async move {
+        if let Err(err) = users.record_signin(user_id).await {
+            tracing::warn!(error = %Causes(&err), "could not record a sign-in time");
+        }
+    });
 }
 
 impl SigninOutcome {
