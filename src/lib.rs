@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod mfa;
 pub mod middleware;
 pub mod rate_limit;
+pub mod sealing;
 pub mod secrets;
 pub mod sessions;
 pub mod settings;

@@ -12,6 +12,7 @@
 //! connection (`Connection: close`, idle timeout), the next request opens a
 //! new one, and [`Client::reconnects`] counts it.
 
+use std::fmt::Write as _;
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
 use std::pin::{Pin, pin};
@@ -23,6 +24,7 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
+use poem::web::headers::{Authorization, Header};
 use serde::Serialize;
 use tokio::net::TcpStream;
 
@@ -35,8 +37,8 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 type Body = Full<Bytes>;
 type Conn = http1::Connection<TokioIo<TcpStream>, Body>;
 
-/// A request's method, target and headers (`Host`, an optional bearer token,
-/// `Content-Type: application/json` for a body), built once; hyper adds
+/// A request's method, target and headers (`Host`, an optional
+/// `Authorization`, the body's `Content-Type`), built once; hyper adds
 /// `Content-Length` from the body.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -50,24 +52,19 @@ impl Prepared {
         method: Method,
         host: &HeaderValue,
         path: &str,
-        bearer: Option<&str>,
-        json: bool,
+        authorization: Option<HeaderValue>,
+        content_type: Option<&'static str>,
     ) -> Result<Self, String> {
         let uri = path
             .parse()
             .map_err(|err| format!("bad path {path:?}: {err}"))?;
         let mut headers = HeaderMap::with_capacity(3);
         headers.insert(header::HOST, host.clone());
-        if let Some(token) = bearer {
-            let value = HeaderValue::try_from(format!("Bearer {token}"))
-                .map_err(|_| "bearer token is not a header value".to_string())?;
+        if let Some(value) = authorization {
             headers.insert(header::AUTHORIZATION, value);
         }
-        if json {
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+        if let Some(content_type) = content_type {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         }
         Ok(Prepared {
             method,
@@ -244,15 +241,33 @@ impl Client {
         self.connects.saturating_sub(1)
     }
 
-    /// A request to build once and [`send`](Self::send) many times.
+    /// A request to build once and [`send`](Self::send) many times (a POST
+    /// sends JSON).
     pub fn prepare(
         &self,
         method: Method,
         path: &str,
         bearer: Option<&str>,
     ) -> Result<Prepared, String> {
-        let json = method == Method::POST;
-        Prepared::new(method, &self.host, path, bearer, json)
+        let authorization = bearer
+            .map(|token| {
+                HeaderValue::try_from(format!("Bearer {token}"))
+                    .map_err(|_| "bearer token is not a header value".to_string())
+            })
+            .transpose()?;
+        let json = (method == Method::POST).then_some("application/json");
+        Prepared::new(method, &self.host, path, authorization, json)
+    }
+
+    /// A form POST (`application/x-www-form-urlencoded`) with HTTP Basic
+    /// credentials, to build once and [`send`](Self::send) many times.
+    pub fn prepare_form(&self, path: &str, id: &str, secret: &str) -> Result<Prepared, String> {
+        let basic = Authorization::basic(id, secret);
+        let mut values = Vec::with_capacity(1);
+        basic.encode(&mut values);
+        let authorization = values.pop().ok_or("no Authorization value")?;
+        let form = Some("application/x-www-form-urlencoded");
+        Prepared::new(Method::POST, &self.host, path, Some(authorization), form)
     }
 
     /// Sends a prepared request with `body` and reads its whole answer.
@@ -335,6 +350,21 @@ fn problem_code(body: &[u8]) -> String {
             format!(" ({})", kind.rsplit('/').next().unwrap_or(kind))
         })
         .unwrap_or_default()
+}
+
+/// `value` as a form field's value (`application/x-www-form-urlencoded`):
+/// every byte but the unreserved ones (RFC 3986) percent-encoded. Tessera's
+/// tokens (base64url, JWTs) pass unchanged.
+pub fn form_value(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            let _ = write!(encoded, "%{byte:02X}");
+        }
+    }
+    encoded
 }
 
 /// `GET path` with a fixed bearer token, expecting 2xx: Tessera's `/v1/me`
@@ -501,8 +531,12 @@ mod tests {
         assert_eq!(client.reconnects(), 0);
     }
 
-    #[tokio::test]
-    async fn sends_the_prepared_request() {
+    /// Sends one request, `prepare`d by the client, with `body`; returns
+    /// the address and the request as the server read it, in lower case.
+    async fn sent(
+        prepare: impl FnOnce(&Client) -> Prepared,
+        body: &'static [u8],
+    ) -> (SocketAddr, String) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = tokio::spawn(async move {
@@ -516,10 +550,20 @@ mod tests {
             request
         });
         let mut client = Client::new(addr);
-        let prepared = client.prepare(Method::POST, "/p", Some("t")).unwrap();
-        let response = client.send(&prepared, Bytes::from_static(b"{}")).await;
+        let prepared = prepare(&client);
+        let response = client.send(&prepared, Bytes::from_static(body)).await;
         assert_eq!(response.unwrap().status, 200);
-        let request = seen.await.unwrap().to_ascii_lowercase();
+        (addr, seen.await.unwrap().to_ascii_lowercase())
+    }
+
+    fn has_line(request: &str, line: &str) -> bool {
+        request.contains(&format!("\r\n{line}\r\n"))
+    }
+
+    #[tokio::test]
+    async fn sends_the_prepared_request() {
+        let prepare = |client: &Client| client.prepare(Method::POST, "/p", Some("t")).unwrap();
+        let (addr, request) = sent(prepare, b"{}").await;
         assert!(request.starts_with("post /p http/1.1\r\n"), "{request}");
         for line in [
             format!("host: {addr}"),
@@ -527,9 +571,31 @@ mod tests {
             "content-type: application/json".to_string(),
             "content-length: 2".to_string(),
         ] {
-            assert!(request.contains(&format!("\r\n{line}\r\n")), "{request}");
+            assert!(has_line(&request, &line), "{request}");
         }
         assert!(request.ends_with("\r\n\r\n{}"), "{request}");
+    }
+
+    #[tokio::test]
+    async fn sends_a_form_with_basic_credentials() {
+        let prepare = |client: &Client| client.prepare_form("/f", "id", "secret").unwrap();
+        let (_, request) = sent(prepare, b"token=t").await;
+        assert!(request.starts_with("post /f http/1.1\r\n"), "{request}");
+        for line in [
+            // base64("id:secret")
+            "authorization: basic awq6c2vjcmv0",
+            "content-type: application/x-www-form-urlencoded",
+            "content-length: 7",
+        ] {
+            assert!(has_line(&request, line), "{request}");
+        }
+        assert!(request.ends_with("\r\n\r\ntoken=t"), "{request}");
+    }
+
+    #[test]
+    fn form_values_keep_only_unreserved_bytes() {
+        assert_eq!(form_value("tsr_aZ09-._~"), "tsr_aZ09-._~");
+        assert_eq!(form_value("a+b/c= d&é"), "a%2Bb%2Fc%3D%20d%26%C3%A9");
     }
 
     #[tokio::test]

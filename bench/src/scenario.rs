@@ -19,6 +19,10 @@ pub enum Scenario {
     Signup,
     /// 90% me, 8% refresh, 2% sign-in.
     Mixed,
+    /// POST /oauth/introspect of seeded sessions' access tokens.
+    IntrospectAccess,
+    /// POST /oauth/introspect of seeded sessions' refresh tokens.
+    IntrospectRefresh,
     /// Overload: sign-ins far past the hashing queue while a few connections
     /// call /v1/me (not in the default set).
     Flood,
@@ -33,12 +37,14 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const TESSERA: [Scenario; 5] = [
+    pub const TESSERA: [Scenario; 7] = [
         Scenario::Me,
         Scenario::Signin,
         Scenario::Refresh,
         Scenario::Signup,
         Scenario::Mixed,
+        Scenario::IntrospectAccess,
+        Scenario::IntrospectRefresh,
     ];
     pub const BASELINES: [Scenario; 4] = [
         Scenario::Framework,
@@ -54,6 +60,8 @@ impl Scenario {
             Scenario::Refresh => "refresh",
             Scenario::Signup => "signup",
             Scenario::Mixed => "mixed",
+            Scenario::IntrospectAccess => "introspect-access",
+            Scenario::IntrospectRefresh => "introspect-refresh",
             Scenario::Flood => "flood",
             Scenario::Framework => "framework",
             Scenario::FrameworkBearer => "framework-bearer",
@@ -76,8 +84,16 @@ impl Scenario {
     pub fn connections(self, cores: usize) -> usize {
         match self {
             Scenario::Flood => 256,
-            Scenario::Me | Scenario::Mixed | Scenario::Framework | Scenario::FrameworkBearer => 64,
-            Scenario::Signin | Scenario::Refresh | Scenario::Signup | Scenario::Storage => 16,
+            Scenario::Me
+            | Scenario::Mixed
+            | Scenario::IntrospectAccess
+            | Scenario::Framework
+            | Scenario::FrameworkBearer => 64,
+            Scenario::Signin
+            | Scenario::Refresh
+            | Scenario::Signup
+            | Scenario::IntrospectRefresh
+            | Scenario::Storage => 16,
             Scenario::Hashing => cores,
         }
     }
@@ -86,9 +102,11 @@ impl Scenario {
     /// (how fast the same answer could be), a ceiling for the work it must do.
     pub fn baseline(self) -> Option<Scenario> {
         match self {
-            Scenario::Me | Scenario::Mixed => Some(Scenario::FrameworkBearer),
+            Scenario::Me | Scenario::Mixed | Scenario::IntrospectAccess => {
+                Some(Scenario::FrameworkBearer)
+            }
             Scenario::Signin | Scenario::Signup => Some(Scenario::Hashing),
-            Scenario::Refresh => Some(Scenario::Storage),
+            Scenario::Refresh | Scenario::IntrospectRefresh => Some(Scenario::Storage),
             _ => None,
         }
     }
@@ -231,6 +249,10 @@ mod tests {
                     after(Hashing, Signup),
                     alone(Mixed),
                     after(FrameworkBearer, Mixed),
+                    alone(IntrospectAccess),
+                    after(FrameworkBearer, IntrospectAccess),
+                    alone(IntrospectRefresh),
+                    after(Storage, IntrospectRefresh),
                 ],
                 standalone: vec![],
             }

@@ -53,7 +53,7 @@ pub async fn start_totp_enrollment(
         return Err(AccountError::Conflict(ON));
     }
     let secret = TotpSecret::generate();
-    let sealed = stores.mfa_policy.keys.seal(user.id, secret.as_bytes());
+    let sealed = stores.mfa_policy.keys.seal(user.id.as_bytes(), secret.as_bytes());
     if !stores.mfa.start_pending(user.id, sealed).await? {
         return Err(AccountError::Conflict(ON));
     }
@@ -85,7 +85,7 @@ pub async fn confirm_totp(
         other => other?,
     };
     let codes = RecoveryCode::generate_set();
-    let key = stores.mfa_policy.keys.current_code_key();
+    let key = stores.mfa_policy.current_code_key();
     if !stores
         .mfa
         .enable(
@@ -127,7 +127,7 @@ pub async fn regenerate_recovery_codes(
 ) -> Result<Vec<RecoveryCode>, AccountError> {
     let factor = reauthenticate_with_factor(stores, hashing, caller, password, code).await?;
     let codes = RecoveryCode::generate_set();
-    let key = stores.mfa_policy.keys.current_code_key();
+    let key = stores.mfa_policy.current_code_key();
     let event = EventType::RecoveryCodesRegenerated.by(&caller.acting());
     stores
         .mfa
@@ -243,9 +243,9 @@ pub async fn reseal_secrets(stores: &Stores) -> Result<(u64, u64), UserOpError> 
         .sealed_under_other_keys(keys.current_key_id())
         .await?
     {
-        match keys.open(factor.user_id, &factor.sealed) {
+        match keys.open(factor.user_id.as_bytes(), &factor.sealed) {
             Ok(secret) => {
-                let sealed = keys.seal(factor.user_id, &secret);
+                let sealed = keys.seal(factor.user_id.as_bytes(), &secret);
                 if stores.mfa.reseal(&factor, sealed).await? {
                     resealed += 1;
                 }
@@ -346,7 +346,6 @@ async fn verify_code(
         PresentedCode::Recovery(Some(code)) if factor.enabled => {
             let digests = stores
                 .mfa_policy
-                .keys
                 .code_mac_keys()
                 .map(|key| code.digest(key))
                 .collect();
@@ -368,7 +367,7 @@ fn open_secret(stores: &Stores, factor: &Factor) -> Result<TotpSecret, AccountEr
     let opened = stores
         .mfa_policy
         .keys
-        .open(factor.user_id, &factor.sealed)
+        .open(factor.user_id.as_bytes(), &factor.sealed)
         .map_err(|err| {
             tracing::error!(user_id = %factor.user_id, error = %Causes(&err), "a TOTP secret that no configured key opens");
             AccountError::SecretUnreadable

@@ -4,21 +4,28 @@
 
 mod challenges;
 mod recovery;
-mod sealing;
 pub mod store;
 mod totp;
 
 pub use challenges::{Challenge, ChallengeStore};
 pub use recovery::{CODES_PER_SET, RecoveryCode};
-pub use sealing::{OpenError, Sealed, SealingKeys};
 pub use store::{Factor, FactorSummary, MfaStore};
 pub use totp::TotpSecret;
 
-use crate::settings::Settings;
+use crate::{
+    sealing::{MFA_SECRETS, SealingKeys, derive_key},
+    settings::Settings,
+};
+
+pub use crate::sealing::{OpenError, Sealed};
 
 /// The second factor's settings, as the flows use them.
 pub struct MfaPolicy {
+    /// Seal TOTP secrets (the user id as associated data).
     pub keys: SealingKeys,
+    /// Key recovery-code hashes, the current key first: another HKDF output
+    /// of each `mfa.encryption_key` (codes issued before a rotation still count).
+    code_keys: Vec<[u8; 32]>,
     pub issuer: String,
     /// Wrong codes in a row that lock the factor.
     pub max_consecutive_failures: u32,
@@ -26,11 +33,30 @@ pub struct MfaPolicy {
 
 impl MfaPolicy {
     pub fn new(settings: &Settings) -> Self {
+        let mfa = &settings.mfa;
         MfaPolicy {
-            keys: SealingKeys::new(&settings.mfa),
-            issuer: settings.mfa.issuer.clone(),
+            keys: SealingKeys::new(
+                MFA_SECRETS,
+                &mfa.encryption_key,
+                &mfa.previous_encryption_keys,
+            ),
+            code_keys: std::iter::once(&mfa.encryption_key)
+                .chain(&mfa.previous_encryption_keys)
+                .map(|secret| derive_key(secret, b"tessera/mfa/recovery-codes/v1"))
+                .collect(),
+            issuer: mfa.issuer.clone(),
             max_consecutive_failures: settings.rate_limit.mfa_max_consecutive_failures.get(),
         }
+    }
+
+    /// The key new recovery codes are hashed under.
+    pub fn current_code_key(&self) -> &[u8; 32] {
+        &self.code_keys[0]
+    }
+
+    /// Every key a recovery code may have been hashed under.
+    pub fn code_mac_keys(&self) -> impl Iterator<Item = &[u8; 32]> {
+        self.code_keys.iter()
     }
 }
 

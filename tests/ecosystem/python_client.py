@@ -12,7 +12,11 @@ token from the operator CLI, checking which sessions survive each. Last, the
 second factor: TOTP enrolment checked with pyotp (an independent RFC 6238
 implementation), confirmation, the two-step sign-in (202 + signinMfa) with a
 TOTP code and with recovery codes, the `amr` of the access tokens, and
-disabling TOTP again. Then the admin API (/v1/admin) with an admin token from
+disabling TOTP again. Then, for resource servers, introspectToken with the
+HTTP Basic credentials of an introspection client (live access and refresh
+tokens, 401 invalid_client, 400 invalid_request) and revokeToken, after which
+both tokens introspect as exactly {"active": false} and refresh gives 401.
+Then the admin API (/v1/admin) with an admin token from
 the CLI: create, conflict, prefix-filtered pagination, limit validation,
 get, disable/enable, an admin-issued password reset, token cross-checks, the
 security events (adminListEvents by user, by type, paged with limit=1, with
@@ -23,7 +27,9 @@ Exits 0 on success, 1 with a message on the first mismatch.
 The CLI steps need TESSERA_BIN (the tessera binary), TESSERA_REPO (the
 repository root, its working directory) and the server's configuration as
 TESSERA_ENV, TESSERA__DATABASE__URL, TESSERA__REDIS__URL and
-TESSERA__REDIS__KEY_PREFIX; tests/ecosystem.rs sets them all.
+TESSERA__REDIS__KEY_PREFIX. The introspection steps need
+TESSERA_INTROSPECTION_CLIENT (`id:secret` of a client the server lists in
+`introspection.clients`). tests/ecosystem.rs sets them all.
 """
 
 from __future__ import annotations
@@ -252,6 +258,8 @@ def run(base_url: str, workdir: Path) -> None:
     admin_delete_user = importlib.import_module(f"{PACKAGE}.api.admin.admin_delete_user")
     admin_list_events = importlib.import_module(f"{PACKAGE}.api.admin.admin_list_events")
     list_my_events = importlib.import_module(f"{PACKAGE}.api.account.list_my_events")
+    introspect_token = importlib.import_module(f"{PACKAGE}.api.resource_servers.introspect_token")
+    revoke_token = importlib.import_module(f"{PACKAGE}.api.resource_servers.revoke_token")
     UNSET = importlib.import_module(f"{PACKAGE}.types").UNSET
     step(f"imported generated package {PACKAGE} from {workdir}")
 
@@ -281,6 +289,8 @@ def run(base_url: str, workdir: Path) -> None:
     Event = models.Event
     EventActor = models.EventActor
     EventsPage = models.EventsPage
+    TokenForm = models.TokenForm
+    IntrospectionResult = models.IntrospectionResult
 
     # Undocumented status codes raise instead of parsing to None.
     client = Client(base_url=base_url, raise_on_unexpected_status=True, timeout=30.0)
@@ -537,6 +547,124 @@ def run(base_url: str, workdir: Path) -> None:
     check(me.mfa_enabled is False and me.recovery_codes_left is None,
           f"getMe after disableTotp: mfa_enabled {me.mfa_enabled!r}, "
           f"recovery_codes_left {me.recovery_codes_left!r}, expected None")
+
+    # --- For resource servers: introspectToken (RFC 7662) with the HTTP Basic
+    # credentials of the introspection client tests/ecosystem.rs configured,
+    # and revokeToken (RFC 7009), on the tokens of the session above. The
+    # generated functions send TokenForm as application/x-www-form-urlencoded;
+    # Basic goes through the generated AuthenticatedClient with prefix="Basic".
+    client_id, _, client_secret = os.environ.get("TESSERA_INTROSPECTION_CLIENT", "").partition(":")
+    check(bool(client_id) and bool(client_secret),
+          "TESSERA_INTROSPECTION_CLIENT is not set to id:secret (tests/ecosystem.rs sets it)")
+
+    def basic(client_id: str, secret: str) -> Any:
+        encoded = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+        return AuthenticatedClient(base_url=base_url, token=encoded, prefix="Basic",
+                                   raise_on_unexpected_status=True, timeout=30.0)
+
+    resource_server = basic(client_id, client_secret)
+
+    def introspect(token: Any, via: Any = None, hint: Any = UNSET) -> Any:
+        return introspect_token.sync_detailed(client=via or resource_server,
+                                              body=TokenForm(token=token, token_type_hint=hint))
+
+    def introspected(response: Any, kind: str, keys: set[str], what: str) -> Any:
+        """A typed 200 IntrospectionResult of a live token of `kind`, with exactly `keys`."""
+        result = expect(response, 200, IntrospectionResult, what)
+        check(result.active is True, f"{what}: active {result.active!r}, expected True")
+        check(result.tessera_token_kind == kind,
+              f"{what}: tessera_token_kind {result.tessera_token_kind!r}, expected {kind!r}")
+        check(set(result.to_dict()) == keys,
+              f"{what}: members {sorted(result.to_dict())}, expected {sorted(keys)}")
+        check(str(result.sub) == str(me.id), f"{what}: sub {result.sub}, expected the user's id {me.id}")
+        check(str(result.sid) == str(current.session_id),
+              f"{what}: sid {result.sid}, expected the session {current.session_id}")
+        check(result.username == username, f"{what}: username {result.username!r}, expected {username!r}")
+        check(isinstance(result.exp, int) and result.exp > time.time(),
+              f"{what}: exp {result.exp!r} is not in the future")
+        return result
+
+    def inactive(response: Any, what: str) -> None:
+        """A typed 200 IntrospectionResult that is exactly {"active": false}."""
+        result = expect(response, 200, IntrospectionResult, what)
+        check(result.active is False and result.to_dict() == {"active": False},
+              f"{what}: {result.to_dict()!r}, expected exactly {{'active': False}}")
+        check(json.loads(response.content) == {"active": False},
+              f"{what}: body {response.content!r}, expected exactly {{\"active\": false}}")
+
+    def invalid_client(response: Any, what: str) -> None:
+        problem = expect_problem(response, 401, "invalid_client", Problem, what)
+        check(problem.error == "invalid_client", f"{what}: error {problem.error!r}, expected 'invalid_client'")
+        challenge_header = response.headers.get("www-authenticate", "")
+        check(challenge_header.startswith("Basic"),
+              f"{what}: WWW-Authenticate {challenge_header!r}, expected Basic")
+
+    def invalid_request(response: Any, what: str) -> None:
+        problem = expect_problem(response, 400, "malformed_request", Problem, what)
+        check(problem.error == "invalid_request", f"{what}: error {problem.error!r}, expected 'invalid_request'")
+
+    def revoked(response: Any, what: str) -> None:
+        expect(response, 200, None, what)
+        check(response.content == b"", f"{what}: body {response.content!r}, expected empty")
+
+    access_keys = {"active", "token_type", "tessera_token_kind", "sub", "sid", "username", "client_id",
+                   "exp", "iat", "iss", "aud", "jti", "auth_time", "amr"}
+    refresh_keys = {"active", "tessera_token_kind", "sub", "sid", "username", "exp"}
+
+    step(f"introspectToken as {client_id} on the access token -> active access_token of the user")
+    result = introspected(introspect(current.access_token), "access_token", access_keys,
+                          "introspectToken on an access token")
+    claims = jwt_claims(current.access_token)
+    check(result.token_type == "Bearer", f"introspectToken on an access token: token_type {result.token_type!r}")
+    check(result.client_id == "tessera", f"introspectToken on an access token: client_id {result.client_id!r}")
+    check(isinstance(result.amr, list) and "pwd" in result.amr,
+          f"introspectToken on an access token: amr {result.amr!r}, expected it to include 'pwd'")
+    for name in ("exp", "iat", "iss", "aud", "auth_time", "amr"):
+        check(getattr(result, name) == claims.get(name),
+              f"introspectToken on an access token: {name} {getattr(result, name)!r}, "
+              f"the token says {claims.get(name)!r}")
+    check(str(result.jti) == claims.get("jti"),
+          f"introspectToken on an access token: jti {result.jti}, the token says {claims.get('jti')!r}")
+
+    step("introspectToken on the refresh token (token_type_hint access_token, ignored) -> active refresh_token")
+    introspected(introspect(current.refresh_token, hint="access_token"), "refresh_token", refresh_keys,
+                 "introspectToken on a refresh token")
+
+    step("introspectToken without credentials / with a wrong secret -> 401 invalid_client")
+    invalid_client(introspect(current.access_token, via=client), "introspectToken without credentials")
+    invalid_client(introspect(current.access_token, via=basic(client_id, "wrong-" + client_secret)),
+                   "introspectToken with a wrong secret")
+
+    step("introspectToken without token -> 400 invalid_request")
+    invalid_request(introspect(UNSET), "introspectToken without token")
+
+    step("refresh; introspectToken on the previous refresh token -> {active: false}, on the new one -> active")
+    previous = current.refresh_token
+    current = refreshed(current.refresh_token, "refresh before revokeToken")
+    inactive(introspect(previous), "introspectToken on the previous refresh token")
+    introspected(introspect(current.refresh_token), "refresh_token", refresh_keys,
+                 "introspectToken on the rotated refresh token")
+
+    step("revokeToken with the refresh token (no client credentials) -> 200, empty body")
+    revoked(revoke_token.sync_detailed(client=client,
+                                       body=TokenForm(token=current.refresh_token, token_type_hint="refresh_token")),
+            "revokeToken with a refresh token")
+
+    step("introspectToken on its access and refresh tokens -> exactly {active: false}; refresh -> 401")
+    inactive(introspect(current.access_token), "introspectToken on the access token of a revoked session")
+    inactive(introspect(current.refresh_token), "introspectToken on a revoked refresh token")
+    refresh_rejected(current.refresh_token, "refresh with a revoked refresh token")
+
+    step("revokeToken of garbage -> 200 (with the client's credentials too); wrong secret -> 401; no token -> 400")
+    revoked(revoke_token.sync_detailed(client=client, body=TokenForm(token="not-a-token")),
+            "revokeToken of garbage")
+    revoked(revoke_token.sync_detailed(client=resource_server, body=TokenForm(token="not-a-token")),
+            "revokeToken of garbage as the introspection client")
+    invalid_client(revoke_token.sync_detailed(client=basic(client_id, "wrong-" + client_secret),
+                                              body=TokenForm(token="not-a-token")),
+                   "revokeToken with a wrong secret")
+    invalid_request(revoke_token.sync_detailed(client=client, body=TokenForm()), "revokeToken without token")
+    inactive(introspect("not-a-token"), "introspectToken on garbage")
 
     # --- The admin API, with an admin token from the operator CLI.
     admin_token_name = "py-eco-" + secrets.token_hex(6)

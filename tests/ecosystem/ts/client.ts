@@ -6,12 +6,18 @@
 // Usage (via run.sh): tsx client.ts BASE_URL
 // The second-factor steps compute TOTP codes with their own RFC 6238 code
 // (node:crypto HMAC-SHA1, base32 decoding) from the otpauth URI alone.
+// The resource-server steps (introspectToken, revokeToken) send form bodies
+// (openapi-fetch encodes `body` with URLSearchParams once the request's
+// Content-Type is application/x-www-form-urlencoded, which it does not take
+// from the document) and HTTP Basic as the introspection client in
+// TESSERA_INTROSPECTION_CLIENT (`id:secret`).
 // The admin-API steps end with the security events (adminListEvents,
 // listMyEvents). The reset and admin-API steps run the operator CLI (`users reset-password`,
 // `admin-tokens create`): it needs TESSERA_BIN (the tessera
 // binary), TESSERA_REPO (the repository root, its working directory) and the
 // server's configuration as TESSERA_ENV, TESSERA__DATABASE__URL,
-// TESSERA__REDIS__URL and TESSERA__REDIS__KEY_PREFIX (tests/ecosystem.rs sets them).
+// TESSERA__REDIS__URL and TESSERA__REDIS__KEY_PREFIX (tests/ecosystem.rs sets them,
+// and TESSERA_INTROSPECTION_CLIENT).
 
 import { execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
@@ -27,6 +33,7 @@ type AdminUser = components["schemas"]["AdminUser"];
 type AdminUsers = components["schemas"]["AdminUsers"];
 type SecurityEvent = components["schemas"]["Event"];
 type EventsPage = components["schemas"]["EventsPage"];
+type IntrospectionResult = components["schemas"]["IntrospectionResult"];
 
 // Compile-time checks that errors are typed from the document: `error` of an
 // operation must be exactly the Problem schema, not `unknown` or `never`.
@@ -668,6 +675,194 @@ async function run(baseUrl: string): Promise<void> {
       `getMe after disableTotp: mfa_enabled ${me.mfa_enabled}, ` +
         `recovery_codes_left ${JSON.stringify(me.recovery_codes_left)}`,
     );
+  }
+
+  // --- For resource servers: introspectToken (RFC 7662) with the HTTP Basic
+  // credentials of the introspection client tests/ecosystem.rs configured,
+  // and revokeToken (RFC 7009), on the tokens of the session above.
+  const [clientId = "", ...secretParts] = requiredEnv("TESSERA_INTROSPECTION_CLIENT").split(":");
+  const clientSecret = secretParts.join(":");
+  check(clientId !== "" && clientSecret !== "", "TESSERA_INTROSPECTION_CLIENT is not id:secret");
+  // openapi-fetch picks the body serializer by the request's Content-Type, not by the document.
+  const FORM = { "Content-Type": "application/x-www-form-urlencoded" } as const;
+  const basic = (id: string, secret: string) => ({
+    Authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString("base64")}`,
+  });
+  const resourceServer = basic(clientId, clientSecret);
+  const wrongSecret = basic(clientId, "wrong-" + clientSecret);
+  type TokenForm = components["schemas"]["TokenForm"];
+  const introspect = async (body: TokenForm, headers: Record<string, string> = resourceServer) => {
+    const result = await client.POST("/oauth/introspect", { headers: { ...FORM, ...headers }, body });
+    assertType<Exactly<NonNullable<typeof result.error>, Problem>>();
+    assertType<Exactly<NonNullable<typeof result.data>, IntrospectionResult>>();
+    return result;
+  };
+  const revoke = async (body: TokenForm, headers: Record<string, string> = {}) => {
+    const result = await client.POST("/oauth/revoke", { headers: { ...FORM, ...headers }, body });
+    assertType<Exactly<NonNullable<typeof result.error>, Problem>>();
+    return result;
+  };
+  const introspectionMe = await meNow(current.access_token, "getMe before introspectToken");
+  /** A 200 IntrospectionResult of a live token of `kind`, with exactly `keys`. */
+  const introspected = (
+    response: Response,
+    data: IntrospectionResult | undefined,
+    error: Problem | undefined,
+    kind: string,
+    keys: string[],
+    what: string,
+  ): IntrospectionResult => {
+    expectStatus(response, 200, what, data ?? error);
+    check(data !== undefined, `${what}: no body`);
+    check(data.active === true, `${what}: active ${data.active}, expected true`);
+    check(data.tessera_token_kind === kind, `${what}: tessera_token_kind ${data.tessera_token_kind}, expected ${kind}`);
+    check(
+      JSON.stringify(Object.keys(data).sort()) === JSON.stringify([...keys].sort()),
+      `${what}: members ${JSON.stringify(Object.keys(data).sort())}, expected ${JSON.stringify([...keys].sort())}`,
+    );
+    check(data.sub === introspectionMe.id, `${what}: sub ${data.sub}, expected the user's id ${introspectionMe.id}`);
+    check(data.sid === current.session_id, `${what}: sid ${data.sid}, expected the session ${current.session_id}`);
+    check(data.username === username, `${what}: username ${data.username}, expected ${username}`);
+    check(
+      Number.isInteger(data.exp) && (data.exp ?? 0) > Date.now() / 1000,
+      `${what}: exp ${data.exp} is not in the future`,
+    );
+    return data;
+  };
+  const inactive = (
+    response: Response,
+    data: IntrospectionResult | undefined,
+    error: Problem | undefined,
+    what: string,
+  ): void => {
+    expectStatus(response, 200, what, data ?? error);
+    check(
+      JSON.stringify(data) === JSON.stringify({ active: false }),
+      `${what}: ${JSON.stringify(data)}, expected exactly {"active":false}`,
+    );
+  };
+  const invalidClient = (response: Response, error: Problem | undefined, what: string): void => {
+    const problem = expectProblem(response, error, 401, "invalid_client", what);
+    check(problem.error === "invalid_client", `${what}: error ${problem.error}, expected invalid_client`);
+    const challengeHeader = response.headers.get("www-authenticate") ?? "";
+    check(
+      challengeHeader.startsWith("Basic"),
+      `${what}: WWW-Authenticate ${JSON.stringify(challengeHeader)}, expected Basic`,
+    );
+  };
+  const invalidRequest = (response: Response, error: Problem | undefined, what: string): void => {
+    const problem = expectProblem(response, error, 400, "malformed_request", what);
+    check(problem.error === "invalid_request", `${what}: error ${problem.error}, expected invalid_request`);
+  };
+  const revoked = async (response: Response, data: unknown, what: string): Promise<void> => {
+    expectStatus(response, 200, what, data);
+    check(data === undefined, `${what}: expected no body, got ${JSON.stringify(data)}`);
+    const text = await response.clone().text().catch(() => "");
+    check(response.headers.get("content-length") === "0" && text === "", `${what}: body ${JSON.stringify(text)}, expected empty`);
+  };
+  const accessKeys = [
+    "active", "token_type", "tessera_token_kind", "sub", "sid", "username", "client_id",
+    "exp", "iat", "iss", "aud", "jti", "auth_time", "amr",
+  ];
+  const refreshKeys = ["active", "tessera_token_kind", "sub", "sid", "username", "exp"];
+
+  step(`introspectToken as ${clientId} on the access token -> active access_token of the user`);
+  {
+    const { data, error, response } = await introspect({ token: current.access_token });
+    const result = introspected(response, data, error, "access_token", accessKeys, "introspectToken on an access token");
+    const claims = jwtClaims(current.access_token);
+    check(result.token_type === "Bearer", `introspectToken on an access token: token_type ${result.token_type}`);
+    check(result.client_id === "tessera", `introspectToken on an access token: client_id ${result.client_id}`);
+    check(
+      Array.isArray(result.amr) && result.amr.includes("pwd"),
+      `introspectToken on an access token: amr ${JSON.stringify(result.amr)}, expected it to include pwd`,
+    );
+    for (const name of ["exp", "iat", "iss", "aud", "jti", "auth_time", "amr"] as const) {
+      check(
+        JSON.stringify(result[name]) === JSON.stringify(claims[name]),
+        `introspectToken on an access token: ${name} ${JSON.stringify(result[name])}, ` +
+          `the token says ${JSON.stringify(claims[name])}`,
+      );
+    }
+  }
+
+  step("introspectToken on the refresh token (token_type_hint access_token, ignored) -> active refresh_token");
+  {
+    const { data, error, response } = await introspect({ token: current.refresh_token, token_type_hint: "access_token" });
+    introspected(response, data, error, "refresh_token", refreshKeys, "introspectToken on a refresh token");
+  }
+
+  step("introspectToken without credentials / with a wrong secret -> 401 invalid_client");
+  {
+    const { error, response } = await introspect({ token: current.access_token }, {});
+    invalidClient(response, error, "introspectToken without credentials");
+  }
+  {
+    const { error, response } = await introspect({ token: current.access_token }, wrongSecret);
+    invalidClient(response, error, "introspectToken with a wrong secret");
+  }
+
+  step("introspectToken without token -> 400 invalid_request");
+  {
+    const { error, response } = await introspect({});
+    invalidRequest(response, error, "introspectToken without token");
+  }
+
+  step("refresh; introspectToken on the previous refresh token -> {active: false}, on the new one -> active");
+  {
+    const previous = current.refresh_token;
+    const { data, error, response } = await client.POST("/v1/auth/refresh", { body: { refresh_token: previous } });
+    expectStatus(response, 200, "refresh before revokeToken", data ?? error);
+    check(data !== undefined, "refresh before revokeToken: no body");
+    current = data;
+    const old = await introspect({ token: previous });
+    inactive(old.response, old.data, old.error, "introspectToken on the previous refresh token");
+    const renewedNow = await introspect({ token: current.refresh_token });
+    introspected(
+      renewedNow.response,
+      renewedNow.data,
+      renewedNow.error,
+      "refresh_token",
+      refreshKeys,
+      "introspectToken on the rotated refresh token",
+    );
+  }
+
+  step("revokeToken with the refresh token (no client credentials) -> 200, empty body");
+  {
+    const { data, response } = await revoke({ token: current.refresh_token, token_type_hint: "refresh_token" });
+    await revoked(response, data, "revokeToken with a refresh token");
+  }
+
+  step("introspectToken on its access and refresh tokens -> exactly {active: false}; refresh -> 401");
+  {
+    const access = await introspect({ token: current.access_token });
+    inactive(access.response, access.data, access.error, "introspectToken on the access token of a revoked session");
+    const refreshed = await introspect({ token: current.refresh_token });
+    inactive(refreshed.response, refreshed.data, refreshed.error, "introspectToken on a revoked refresh token");
+  }
+  await refreshRejected(current.refresh_token, "refresh with a revoked refresh token");
+
+  step("revokeToken of garbage -> 200 (with the client's credentials too); wrong secret -> 401; no token -> 400");
+  {
+    const { data, response } = await revoke({ token: "not-a-token" });
+    await revoked(response, data, "revokeToken of garbage");
+  }
+  {
+    const { data, response } = await revoke({ token: "not-a-token" }, resourceServer);
+    await revoked(response, data, "revokeToken of garbage as the introspection client");
+  }
+  {
+    const { error, response } = await revoke({ token: "not-a-token" }, wrongSecret);
+    invalidClient(response, error, "revokeToken with a wrong secret");
+  }
+  {
+    const { error, response } = await revoke({});
+    invalidRequest(response, error, "revokeToken without token");
+  }
+  {
+    const { data, error, response } = await introspect({ token: "not-a-token" });
+    inactive(response, data, error, "introspectToken on garbage");
   }
 
   // --- The admin API, with an admin token from the operator CLI.

@@ -1,8 +1,10 @@
-//! TOTP secrets sealed at rest: XChaCha20-Poly1305 with a random 192-bit
-//! nonce, the key derived from `mfa.encryption_key` with HKDF-SHA256 (info
-//! `tessera/mfa/v1`), the user id as associated data, so a ciphertext copied
-//! to another user's row does not open. Each sealed value names the key that
-//! sealed it; retired keys still open what they sealed.
+//! Secrets sealed at rest (TOTP secrets, managed signing keys):
+//! XChaCha20-Poly1305 with a random 192-bit nonce, the key derived from a
+//! configured secret with HKDF-SHA256 under an info string of its own per
+//! purpose, and associated data that binds each ciphertext to its row (the
+//! user id, the key id), so a ciphertext copied to another row does not
+//! open. Each sealed value names the key that sealed it; retired keys still
+//! open what they sealed.
 
 use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};
 use chacha20poly1305::{
@@ -12,14 +14,29 @@ use chacha20poly1305::{
 use hkdf::Hkdf;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
-use crate::{
-    secrets::lower_hex,
-    settings::{MfaSettings, Secret},
-};
+use crate::{secrets::lower_hex, settings::Secret};
 
 const NONCE_BYTES: usize = 24;
+
+/// What a sealing key is for: its HKDF info, and what names its key ids.
+#[derive(Debug, Clone, Copy)]
+pub struct Purpose {
+    info: &'static [u8],
+    key_id_info: &'static [u8],
+}
+
+/// TOTP secrets, under `mfa.encryption_key`.
+pub const MFA_SECRETS: Purpose = Purpose {
+    info: b"tessera/mfa/v1",
+    key_id_info: b"tessera/mfa/key-id/v1",
+};
+
+/// Managed signing keys, under `jwt.key_encryption_key`.
+pub const SIGNING_KEYS: Purpose = Purpose {
+    info: b"tessera/jwt-keys/v1",
+    key_id_info: b"tessera/jwt-keys/key-id/v1",
+};
 
 /// A value as stored: which key sealed it, and nonce ‖ ciphertext.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,15 +50,13 @@ pub struct Sealed {
 pub enum OpenError {
     #[error("no configured key has the id `{0}`")]
     UnknownKey(String),
-    #[error("the sealed value does not open (wrong key, user or corrupted)")]
+    #[error("the sealed value does not open (wrong key, row or corrupted)")]
     Corrupt,
 }
 
 struct SealingKey {
     id: String,
     cipher: XChaCha20Poly1305,
-    /// Keys recovery-code hashes (a separate HKDF output of the same secret).
-    code_mac_key: [u8; 32],
 }
 
 /// The current key and the retired ones that still open.
@@ -51,13 +66,12 @@ pub struct SealingKeys {
 }
 
 impl SealingKeys {
-    pub fn new(settings: &MfaSettings) -> Self {
+    pub fn new(purpose: Purpose, current: &Secret, previous: &[Secret]) -> Self {
         SealingKeys {
-            current: SealingKey::derive(&settings.encryption_key),
-            previous: settings
-                .previous_encryption_keys
+            current: SealingKey::derive(purpose, current),
+            previous: previous
                 .iter()
-                .map(SealingKey::derive)
+                .map(|secret| SealingKey::derive(purpose, secret))
                 .collect(),
         }
     }
@@ -66,7 +80,8 @@ impl SealingKeys {
         &self.current.id
     }
 
-    pub fn seal(&self, user_id: Uuid, plaintext: &[u8]) -> Sealed {
+    /// Seals `plaintext` for the row `aad` names.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Sealed {
         let mut nonce = [0u8; NONCE_BYTES];
         rand::rng().fill_bytes(&mut nonce);
         let sealed = self
@@ -76,7 +91,7 @@ impl SealingKeys {
                 &XNonce::from(nonce),
                 Payload {
                     msg: plaintext,
-                    aad: user_id.as_bytes(),
+                    aad,
                 },
             )
             .expect("XChaCha20-Poly1305 seals any message under 256 GiB");
@@ -88,7 +103,7 @@ impl SealingKeys {
         }
     }
 
-    pub fn open(&self, user_id: Uuid, sealed: &Sealed) -> Result<Vec<u8>, OpenError> {
+    pub fn open(&self, aad: &[u8], sealed: &Sealed) -> Result<Vec<u8>, OpenError> {
         let key = std::iter::once(&self.current)
             .chain(&self.previous)
             .find(|key| key.id == sealed.key_id)
@@ -106,42 +121,30 @@ impl SealingKeys {
                 &XNonce::from(nonce),
                 Payload {
                     msg: ciphertext,
-                    aad: user_id.as_bytes(),
+                    aad,
                 },
             )
             .map_err(|_| OpenError::Corrupt)
     }
+}
 
-    /// The key new recovery codes are hashed under.
-    pub fn current_code_key(&self) -> &[u8; 32] {
-        &self.current.code_mac_key
-    }
-
-    /// The keys recovery codes are hashed under, the current one first
-    /// (codes issued before a rotation still count).
-    pub fn code_mac_keys(&self) -> impl Iterator<Item = &[u8; 32]> {
-        std::iter::once(&self.current)
-            .chain(&self.previous)
-            .map(|key| &key.code_mac_key)
-    }
+/// HKDF-SHA256 of `secret` under `info`: 32 bytes.
+pub fn derive_key(secret: &Secret, info: &[u8]) -> [u8; 32] {
+    let mut key = [0u8; 32];
+    Hkdf::<Sha256>::new(None, secret.expose().as_bytes())
+        .expand(info, &mut key)
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
+    key
 }
 
 impl SealingKey {
-    fn derive(secret: &Secret) -> Self {
-        let hkdf = Hkdf::<Sha256>::new(None, secret.expose().as_bytes());
-        let mut key = [0u8; 32];
-        hkdf.expand(b"tessera/mfa/v1", &mut key)
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
-        let mut code_mac_key = [0u8; 32];
-        hkdf.expand(b"tessera/mfa/recovery-codes/v1", &mut code_mac_key)
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
+    fn derive(purpose: Purpose, secret: &Secret) -> Self {
+        let key = derive_key(secret, purpose.info);
         // Names the key without revealing it: a hash of the derived key.
-        let id =
-            lower_hex(&Sha256::digest([b"tessera/mfa/key-id/v1".as_slice(), &key].concat())[..6]);
+        let id = lower_hex(&Sha256::digest([purpose.key_id_info, &key].concat())[..6]);
         SealingKey {
             id,
             cipher: XChaCha20Poly1305::new((&key).into()),
-            code_mac_key,
         }
     }
 }
@@ -150,41 +153,38 @@ impl SealingKey {
 mod tests {
     use super::*;
 
+    use uuid::Uuid;
+
     fn keys(current: &str, previous: &[&str]) -> SealingKeys {
-        SealingKeys::new(&MfaSettings {
-            encryption_key: current.parse().unwrap(),
-            previous_encryption_keys: previous.iter().map(|key| key.parse().unwrap()).collect(),
-            issuer: "Tessera".into(),
-            challenge_ttl: std::time::Duration::from_secs(300),
-            challenge_max_attempts: std::num::NonZeroU32::new(5).unwrap(),
-        })
+        let previous: Vec<Secret> = previous.iter().map(|key| key.parse().unwrap()).collect();
+        SealingKeys::new(MFA_SECRETS, &current.parse().unwrap(), &previous)
     }
 
     #[test]
     fn a_sealed_value_opens_for_its_user_only() {
         let keys = keys("one key", &[]);
         let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
-        let sealed = keys.seal(alice, b"JBSWY3DPEHPK3PXP");
-        assert_eq!(keys.open(alice, &sealed).unwrap(), b"JBSWY3DPEHPK3PXP");
+        let sealed = keys.seal(alice.as_bytes(), b"JBSWY3DPEHPK3PXP");
+        assert_eq!(keys.open(alice.as_bytes(), &sealed).unwrap(), b"JBSWY3DPEHPK3PXP");
         assert!(!sealed.ciphertext.contains("JBSWY3DP"));
-        assert!(matches!(keys.open(bob, &sealed), Err(OpenError::Corrupt)));
+        assert!(matches!(keys.open(bob.as_bytes(), &sealed), Err(OpenError::Corrupt)));
         // A fresh nonce each time.
         assert_ne!(
-            keys.seal(alice, b"x").ciphertext,
-            keys.seal(alice, b"x").ciphertext
+            keys.seal(alice.as_bytes(), b"x").ciphertext,
+            keys.seal(alice.as_bytes(), b"x").ciphertext
         );
     }
 
     #[test]
     fn retired_keys_still_open_and_unknown_ones_are_named() {
         let user = Uuid::now_v7();
-        let old = keys("old key", &[]).seal(user, b"secret");
+        let old = keys("old key", &[]).seal(user.as_bytes(), b"secret");
         let rotated = keys("new key", &["old key"]);
-        assert_eq!(rotated.open(user, &old).unwrap(), b"secret");
+        assert_eq!(rotated.open(user.as_bytes(), &old).unwrap(), b"secret");
         assert_ne!(rotated.current_key_id(), old.key_id);
         let forgotten = keys("new key", &[]);
         assert!(matches!(
-            forgotten.open(user, &old),
+            forgotten.open(user.as_bytes(), &old),
             Err(OpenError::UnknownKey(_))
         ));
     }
@@ -193,12 +193,28 @@ mod tests {
     fn tampering_is_detected() {
         let keys = keys("one key", &[]);
         let user = Uuid::now_v7();
-        let mut sealed = keys.seal(user, b"secret");
+        let mut sealed = keys.seal(user.as_bytes(), b"secret");
         let mut bytes = STANDARD_NO_PAD.decode(&sealed.ciphertext).unwrap();
         *bytes.last_mut().unwrap() ^= 1;
         sealed.ciphertext = STANDARD_NO_PAD.encode(bytes);
-        assert!(matches!(keys.open(user, &sealed), Err(OpenError::Corrupt)));
+        assert!(matches!(keys.open(user.as_bytes(), &sealed), Err(OpenError::Corrupt)));
         sealed.ciphertext = "short".into();
-        assert!(matches!(keys.open(user, &sealed), Err(OpenError::Corrupt)));
+        assert!(matches!(keys.open(user.as_bytes(), &sealed), Err(OpenError::Corrupt)));
+    }
+}
+
+#[cfg(test)]
+mod purposes {
+    use super::*;
+
+    #[test]
+    fn one_secret_seals_apart_for_each_purpose() {
+        let secret: Secret = "one configured secret".parse().unwrap();
+        let mfa = SealingKeys::new(MFA_SECRETS, &secret, &[]);
+        let jwt = SealingKeys::new(SIGNING_KEYS, &secret, &[]);
+        assert_ne!(mfa.current_key_id(), jwt.current_key_id());
+        let mut sealed = mfa.seal(b"row", b"secret");
+        sealed.key_id = jwt.current_key_id().to_owned();
+        assert!(matches!(jwt.open(b"row", &sealed), Err(OpenError::Corrupt)));
     }
 }
