@@ -17,7 +17,7 @@ use std::{
     time::Duration,
 };
 
-use common::TestApp;
+use common::{Backend, TestApp};
 use tokio::{process::Command, sync::OnceCell};
 
 /// Longer than any script's own timeouts: a script that hangs fails here.
@@ -29,6 +29,19 @@ fn repository() -> &'static Path {
 
 fn ecosystem_dir() -> PathBuf {
     repository().join("tests/ecosystem")
+}
+
+/// The resource server the scripts introspect as, `id:secret`: listed in the
+/// server's `introspection.clients`, and given to the scripts as
+/// `TESSERA_INTROSPECTION_CLIENT`.
+const INTROSPECTION_CLIENT: &str = "ecosystem-rs:ecosystem-introspection-secret-0123456789";
+
+/// A server with [`INTROSPECTION_CLIENT`] configured.
+async fn spawn_with_introspection_client() -> TestApp {
+    TestApp::with(Backend::Sqlite)
+        .set("introspection.clients", INTROSPECTION_CLIENT)
+        .start()
+        .await
 }
 
 /// Runs `setup.sh` once per test binary; its lock serialises other runs.
@@ -84,12 +97,13 @@ async fn run(name: &str, command: &mut Command, timeout: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_python_client_drives_the_whole_flow() {
     tools_installed().await;
-    let app = TestApp::spawn().await;
+    let app = spawn_with_introspection_client().await;
     let workdir = tempfile::tempdir().unwrap();
     let python = repository().join("target/ecosystem/venv/bin/python");
     run(
         "python client",
         with_operator_cli(&mut Command::new(python), &app)
+            .env("TESSERA_INTROSPECTION_CLIENT", INTROSPECTION_CLIENT)
             .arg(ecosystem_dir().join("python_client.py"))
             .arg(app.url(""))
             .arg(workdir.path()),
@@ -101,11 +115,12 @@ async fn a_generated_python_client_drives_the_whole_flow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generated_typescript_client_typechecks_and_drives_the_whole_flow() {
     tools_installed().await;
-    let app = TestApp::spawn().await;
+    let app = spawn_with_introspection_client().await;
     let workdir = tempfile::tempdir().unwrap();
     run(
         "typescript client",
         with_operator_cli(&mut Command::new("bash"), &app)
+            .env("TESSERA_INTROSPECTION_CLIENT", INTROSPECTION_CLIENT)
             .arg(ecosystem_dir().join("ts/run.sh"))
             .arg(app.url(""))
             .arg(workdir.path()),

@@ -24,8 +24,8 @@ use crate::report::{FloodResult, Report, ScenarioResult, ServerReport};
 use crate::scenario::{FLOOD_ME_CONNECTIONS, Plan, Scenario, Step};
 use crate::server::{Server, ServerOptions};
 use crate::tessera::{
-    Api, Credentials, Fixture, MixedConnection, RefreshConnection, SeedPlan, SigninConnection,
-    SignupConnection,
+    Api, Credentials, Fixture, IntrospectConnection, MixedConnection, RefreshConnection, SeedPlan,
+    SigninConnection, SignupConnection, TokenKind,
 };
 
 const LONG_ABOUT: &str = "\
@@ -317,6 +317,13 @@ impl SeededServer {
             },
             refresh_sessions: connections(Scenario::Refresh),
             mixed_sessions: connections(Scenario::Mixed),
+            introspect_sessions: if scenarios.contains(&Scenario::IntrospectAccess)
+                || scenarios.contains(&Scenario::IntrospectRefresh)
+            {
+                tessera::SEED_USERS
+            } else {
+                0
+            },
         };
         // Only scenarios that need users wait on seeding: sign-up runs without it.
         let needs_seed = scenarios.iter().any(|&s| s != Scenario::Signup);
@@ -450,6 +457,18 @@ async fn run_seeded(run: &Run, api: Api, fixture: &Fixture, scenario: Scenario) 
                 .iter()
                 .enumerate()
                 .map(|(i, session)| MixedConnection::new(api, session.clone(), users(), i))
+                .collect();
+            load::run(connections, warmup, duration).await
+        }
+        Scenario::IntrospectAccess | Scenario::IntrospectRefresh => {
+            let kind = if scenario == Scenario::IntrospectAccess {
+                TokenKind::Access
+            } else {
+                TokenKind::Refresh
+            };
+            let bodies = fixture.introspect_bodies(kind);
+            let connections = (0..count)
+                .map(|i| IntrospectConnection::new(api, Arc::clone(&bodies), i))
                 .collect();
             load::run(connections, warmup, duration).await
         }

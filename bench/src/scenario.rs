@@ -347,6 +347,29 @@ mod tests {
     }
 
     #[test]
+    fn introspection_pairs_like_me_and_refresh() {
+        assert_eq!(
+            plan(&[IntrospectRefresh, IntrospectAccess]).paired,
+            vec![
+                alone(IntrospectRefresh),
+                after(Storage, IntrospectRefresh),
+                alone(IntrospectAccess),
+                after(FrameworkBearer, IntrospectAccess),
+            ]
+        );
+        assert_eq!(IntrospectAccess.connections(2), Me.connections(2));
+        assert_eq!(IntrospectRefresh.connections(2), Refresh.connections(2));
+    }
+
+    #[test]
+    fn names_are_the_command_line_values() {
+        for scenario in Scenario::value_variants() {
+            let value = scenario.to_possible_value().expect("no variant is skipped");
+            assert_eq!(value.get_name(), scenario.name());
+        }
+    }
+
+    #[test]
     fn labels_name_the_pairing() {
         assert_eq!(after(Hashing, Signin).label(), "hashing (after signin)");
         assert_eq!(alone(Storage).label(), "storage");

@@ -15,6 +15,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
 use crate::http;
+use crate::tessera::{INTROSPECTION_CLIENT_ID, INTROSPECTION_CLIENT_SECRET};
 
 /// How long start-up may take before the benchmark gives up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -80,6 +81,8 @@ impl Server {
         let database_url = format!("sqlite://{}/bench.db?mode=rwc", data_dir.path().display());
 
         let unreachable = UNREACHABLE_LIMIT.to_string();
+        let introspection_client =
+            format!("{INTROSPECTION_CLIENT_ID}:{INTROSPECTION_CLIENT_SECRET}");
         let started = Instant::now();
         let mut child = Command::new(&binary)
             .current_dir(data_dir.path())
@@ -100,6 +103,8 @@ impl Server {
             .env("TESSERA__RATE_LIMIT__SIGNIN_FAILURES", &unreachable)
             .env("TESSERA__RATE_LIMIT__SIGNUPS_PER_IP", &unreachable)
             .env("TESSERA__RATE_LIMIT__REFRESHES_PER_SESSION", &unreachable)
+            // The one resource server the introspection scenarios act as.
+            .env("TESSERA__INTROSPECTION__CLIENTS", &introspection_client)
             // Quiet: a log line per request would cost the server CPU in the
             // measurement. The `listening on` line comes whatever the filter.
             .env("RUST_LOG", "warn")

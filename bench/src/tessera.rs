@@ -5,19 +5,26 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::http::{self, BearerGet};
+use crate::http::{self, BearerGet, Prepared};
 use crate::load::{Answer, Connection, Outcome, served};
 
 /// Strong enough for Tessera's policy (scores 98) and contains no username.
 pub const PASSWORD: &str = "correct-Horse-battery-9-staple";
 /// Users signed up before the load; sign-ins cycle over them.
 pub const SEED_USERS: usize = 16;
+/// The introspection client the bench configures the server with
+/// (`introspection.clients`). A benchmark-only credential: it opens nothing
+/// but the throw-away server the bench starts.
+pub const INTROSPECTION_CLIENT_ID: &str = "bench";
+/// 40 characters of `[A-Za-z0-9._~-]` (the server wants 32 or more).
+pub const INTROSPECTION_CLIENT_SECRET: &str = "tessera-bench-introspection-not-a-secret";
 /// Sign-ins and sign-ups in flight at once while seeding: enough to use both
 /// cores' hashing slots, well under Tessera's hashing queue (64).
 const SEED_CONCURRENCY: usize = 8;
@@ -26,6 +33,7 @@ const SIGNUP: &str = "/v1/auth/signup";
 const SIGNIN: &str = "/v1/auth/signin";
 const REFRESH: &str = "/v1/auth/refresh";
 pub const ME: &str = "/v1/me";
+const INTROSPECT: &str = "/oauth/introspect";
 
 /// A sign-up or sign-in body.
 #[derive(Debug, Clone, Serialize)]
@@ -39,6 +47,17 @@ impl Credentials {
     pub fn seeded(i: usize, run_id: &str) -> Self {
         Credentials {
             username: format!("u{i}-{run_id}"),
+            password: PASSWORD.to_string(),
+        }
+    }
+
+    /// The `i`-th user whose session the introspection scenarios read:
+    /// users of their own, whom no scenario signs in, so no sign-in past
+    /// `session.max_per_user` evicts that session (least recently used
+    /// first, and introspection does not count as use).
+    pub fn introspected(i: usize, run_id: &str) -> Self {
+        Credentials {
+            username: format!("i{i}-{run_id}"),
             password: PASSWORD.to_string(),
         }
     }
@@ -190,6 +209,33 @@ pub struct Fixture {
     pub me_sessions: Vec<Session>,
     pub refresh_sessions: Vec<Session>,
     pub mixed_sessions: Vec<Session>,
+    /// One session per user of their own ([`Credentials::introspected`]),
+    /// never refreshed: `introspect-access` reads their access tokens,
+    /// `introspect-refresh` their refresh tokens.
+    pub introspect_sessions: Vec<Session>,
+}
+
+/// The kind of token an introspection scenario sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl Fixture {
+    /// The introspection sessions' `token=…` form bodies of one kind.
+    pub fn introspect_bodies(&self, kind: TokenKind) -> Arc<[Bytes]> {
+        self.introspect_sessions
+            .iter()
+            .map(|session| {
+                let token = match kind {
+                    TokenKind::Access => &session.access_token,
+                    TokenKind::Refresh => &session.refresh_token,
+                };
+                Bytes::from(format!("token={}", http::form_value(token)))
+            })
+            .collect()
+    }
 }
 
 /// How many sessions each selected scenario needs.
@@ -197,26 +243,30 @@ pub struct SeedPlan {
     pub me_sessions: usize,
     pub refresh_sessions: usize,
     pub mixed_sessions: usize,
+    /// Also how many users of their own are signed up for them.
+    pub introspect_sessions: usize,
 }
 
-/// Signs up the seeded users, then signs in every session the plan asks for
-/// (each on a connection of its own).
+/// Signs up the seeded users (and the introspection scenarios' own), then
+/// signs in every session the plan asks for (each on a connection of its own).
 pub async fn seed(api: Api, run_id: &str, plan: &SeedPlan) -> Result<Fixture, String> {
     let users: Arc<[Credentials]> = (0..SEED_USERS)
         .map(|i| Credentials::seeded(i, run_id))
         .collect();
-    concurrently(users.len(), {
-        let users = Arc::clone(&users);
-        move |i| {
-            let user = users[i].clone();
-            async move { api.connect().signup(&user).await }
-        }
+    let introspected: Arc<[Credentials]> = (0..plan.introspect_sessions)
+        .map(|i| Credentials::introspected(i, run_id))
+        .collect();
+    let everyone: Arc<[Credentials]> = users.iter().chain(introspected.iter()).cloned().collect();
+    concurrently(everyone.len(), move |i| {
+        let user = everyone[i].clone();
+        async move { api.connect().signup(&user).await }
     })
     .await
     .map_err(|err| format!("seeding users: {err}"))?;
 
-    let sessions = |count: usize| {
-        let users = Arc::clone(&users);
+    // `count` sessions, the `i`-th of `users[i % users.len()]`.
+    let sessions = |users: &Arc<[Credentials]>, count: usize| {
+        let users = Arc::clone(users);
         async move {
             concurrently(count, move |i| {
                 let user = users[i % users.len()].clone();
@@ -227,9 +277,10 @@ pub async fn seed(api: Api, run_id: &str, plan: &SeedPlan) -> Result<Fixture, St
         }
     };
     Ok(Fixture {
-        me_sessions: sessions(plan.me_sessions).await?,
-        refresh_sessions: sessions(plan.refresh_sessions).await?,
-        mixed_sessions: sessions(plan.mixed_sessions).await?,
+        me_sessions: sessions(&users, plan.me_sessions).await?,
+        refresh_sessions: sessions(&users, plan.refresh_sessions).await?,
+        mixed_sessions: sessions(&users, plan.mixed_sessions).await?,
+        introspect_sessions: sessions(&introspected, plan.introspect_sessions).await?,
         users,
     })
 }
@@ -262,6 +313,63 @@ where
 /// `me` (and `flood`'s readers): `GET /v1/me` with a seeded session's token.
 pub fn me_connection(api: Api, session: &Session) -> BearerGet {
     BearerGet::new(api.addr, ME, &session.access_token)
+}
+
+/// `introspect-access` / `introspect-refresh`: `POST /oauth/introspect` as a
+/// resource server would, cycling over the seeded tokens of one kind from
+/// its own place in them. Only a 200 saying `"active":true` is a success.
+pub struct IntrospectConnection {
+    client: http::Client,
+    request: Prepared,
+    bodies: Arc<[Bytes]>,
+    next: usize,
+}
+
+impl IntrospectConnection {
+    pub fn new(api: Api, bodies: Arc<[Bytes]>, index: usize) -> Self {
+        let client = http::Client::new(api.addr);
+        let request = client
+            .prepare_form(
+                INTROSPECT,
+                INTROSPECTION_CLIENT_ID,
+                INTROSPECTION_CLIENT_SECRET,
+            )
+            .expect("a fixed path and fixed credentials form a valid request");
+        IntrospectConnection {
+            client,
+            request,
+            bodies,
+            next: index,
+        }
+    }
+}
+
+impl Connection for IntrospectConnection {
+    async fn request(&mut self) -> Outcome {
+        let body = self.bodies[self.next % self.bodies.len()].clone();
+        self.next += 1;
+        let response = self.client.send(&self.request, body).await;
+        let response = response.map_err(|err| format!("introspect: {err}"))?;
+        let status = response.status;
+        let body = response.success_body("introspect")?;
+        if status != 200 {
+            Err(format!("introspect: HTTP {status}"))
+        } else if !says_active(&body) {
+            Err("introspect: not active".to_string())
+        } else {
+            Ok(Answer::Served)
+        }
+    }
+
+    fn reconnects(&self) -> u64 {
+        self.client.reconnects()
+    }
+}
+
+/// Whether an introspection answer says `"active":true` (its first field).
+fn says_active(body: &[u8]) -> bool {
+    const ACTIVE: &[u8] = br#""active":true"#;
+    body.windows(ACTIVE.len()).any(|window| window == ACTIVE)
 }
 
 /// `signin`: signs the seeded users in, one after another, with the right password.
@@ -411,5 +519,47 @@ impl Connection for MixedConnection {
 
     fn reconnects(&self) -> u64 {
         self.client.reconnects()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_introspection_secret_is_one_the_server_accepts() {
+        // `introspection.clients`: ids `[A-Za-z0-9._-]{1,64}`, secrets `[A-Za-z0-9._~-]{32,}`.
+        let id = INTROSPECTION_CLIENT_ID;
+        assert!((1..=64).contains(&id.len()));
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        );
+        let secret = INTROSPECTION_CLIENT_SECRET;
+        assert_eq!(secret.len(), 40);
+        assert!(
+            secret
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._~-".contains(&b))
+        );
+    }
+
+    #[test]
+    fn only_active_answers_are_active() {
+        assert!(says_active(br#"{"active":true,"sub":"x"}"#));
+        assert!(!says_active(br#"{"active":false}"#));
+        assert!(!says_active(b""));
+    }
+
+    #[test]
+    fn introspected_users_are_not_the_seeded_ones() {
+        let seeded: Vec<_> = (0..SEED_USERS)
+            .map(|i| Credentials::seeded(i, "0123abcd").username)
+            .collect();
+        for i in 0..SEED_USERS {
+            let username = Credentials::introspected(i, "0123abcd").username;
+            assert!(!seeded.contains(&username));
+            assert!(username.len() <= 32);
+        }
     }
 }
