@@ -16,12 +16,13 @@ use crate::{
     admin_tokens::{AdminToken, AdminTokenError, AdminTokenName, InvalidTokenName},
     audit::Acting,
     auth::hashing::{HashingError, HashingPool},
+    auth::signing_keys::{KeyInfo, SigningKeyError},
     clock::Clock,
     domain::{PasswordPolicy, Username, Violations},
     error::Causes,
     flows::{self, ConnectError, Origin, RevokeError, SignupError, Stores, UserOpError},
     sessions::{SessionError, SessionInfo},
-    settings::Settings,
+    settings::{JwtKeys, Settings},
     users::{User, UserRef, UserStoreError},
 };
 
@@ -60,6 +61,23 @@ pub enum AdminTokensCommand {
     List,
     /// Revoke an admin token: refused on every instance from the next call.
     Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the managed signing keys: kid, state and times.
+    List,
+    /// Schedule a new signing key: published now, signing after
+    /// `jwt.rotation_overlap_secs` (every instance picks it up by itself).
+    Rotate {
+        /// Sign with the new key at once (old tokens keep verifying).
+        #[arg(long)]
+        now: bool,
+        /// With `--now`: also withdraw every older key from the JWKS, so every
+        /// token they signed is refused (a compromised key).
+        #[arg(long, requires = "now")]
+        revoke_old: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,6 +132,12 @@ pub enum AdminError {
     NoSuchToken(String),
     #[error("days must be at least 1")]
     ZeroDays,
+    #[error(
+        "signing keys are not managed here: set jwt.keys = \"managed\" (with jwt.algorithm = \"EdDSA\")"
+    )]
+    KeysNotManaged,
+    #[error("{}", Causes(.0))]
+    SigningKeys(#[from] SigningKeyError),
     #[error(
         "re-sealed {resealed} TOTP secret(s), but {unreadable} open under no configured key (see the log); add the key that sealed them to mfa.previous_encryption_keys"
     )]
@@ -312,6 +336,33 @@ pub async fn admin_tokens(
     }
 }
 
+/// Runs a `keys` command; the text to print on success.
+pub async fn keys(settings: &Settings, command: KeysCommand) -> Result<String, AdminError> {
+    if settings.jwt.keys != JwtKeys::Managed {
+        return Err(AdminError::KeysNotManaged);
+    }
+    let stores = Stores::connect(settings, Clock::system()).await?;
+    let keys = &stores.signing_keys;
+    match command {
+        KeysCommand::List => Ok(key_table(&keys.list().await?)),
+        KeysCommand::Rotate { now, revoke_old } => {
+            let key = keys.rotate(now, revoke_old).await?;
+            let withdrawn = if revoke_old {
+                "; every older key is withdrawn"
+            } else {
+                ""
+            };
+            Ok(format!(
+                "key {} (generation {}) signs from {}{withdrawn}; every instance switches within {} s",
+                key.kid,
+                key.generation,
+                timestamp(key.signs_from),
+                keys.refresh_interval().as_secs().max(1)
+            ))
+        }
+    }
+}
+
 /// Runs an `mfa` command; the text to print on success.
 pub async fn mfa(settings: &Settings, command: MfaCommand) -> Result<String, AdminError> {
     let stores = Stores::connect(settings, Clock::system()).await?;
@@ -421,6 +472,33 @@ fn admin_token_table(tokens: &[AdminToken]) -> String {
         ]
     });
     table(["NAME", "CREATED", "EXPIRES", "LAST USED"], rows)
+}
+
+fn key_table(keys: &[KeyInfo]) -> String {
+    let none = || "-".to_owned();
+    let rows = keys.iter().map(|key| {
+        [
+            key.kid.clone(),
+            key.generation.to_string(),
+            key.state.as_str().to_owned(),
+            timestamp(key.created_at),
+            timestamp(key.signs_from),
+            key.retired_at.map(timestamp).unwrap_or_else(none),
+            key.withdrawn_at.map(timestamp).unwrap_or_else(none),
+        ]
+    });
+    table(
+        [
+            "KID",
+            "GENERATION",
+            "STATE",
+            "CREATED",
+            "SIGNS FROM",
+            "RETIRED",
+            "WITHDRAWN",
+        ],
+        rows,
+    )
 }
 
 fn session_table(sessions: &[SessionInfo]) -> String {

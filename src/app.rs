@@ -24,7 +24,7 @@ use crate::{
     metrics::{Metrics, Scrape, record_requests},
     middleware::{self, BodyLimit, Surface, log_request, problem_responses, security_headers},
     sessions::RefreshTokenKeys,
-    settings::{Secret, Settings},
+    settings::{JwtKeys, Secret, Settings},
     telemetry,
 };
 
@@ -36,6 +36,8 @@ pub enum StartupError {
     Hashing(#[from] crate::auth::hashing::HashingError),
     #[error("access token keys: {0}")]
     Keys(#[from] crate::auth::jwt::KeyError),
+    #[error("managed signing keys: {}", Causes(.0))]
+    SigningKeys(#[from] crate::auth::signing_keys::SigningKeyError),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -77,6 +79,12 @@ impl App {
                 .spawn_pruning(retention, settings.audit.prune_interval);
         }
         let audit = stores.audit.clone();
+        let access_tokens = match settings.jwt.keys {
+            JwtKeys::Configured => AccessTokens::from_settings(&settings.jwt, clock)?,
+            JwtKeys::Managed => {
+                AccessTokens::new(&settings.jwt, clock, stores.signing_keys.maintain().await?)
+            }
+        };
         let metrics = Arc::new(Metrics::new(audit.dropped_counter()));
         let context = Arc::new(ApiContext {
             stores,
@@ -86,7 +94,8 @@ impl App {
             },
             client_ip: ClientIpResolver::new(settings.server.trusted_proxies.clone()),
             refresh_keys: RefreshTokenKeys::from_settings(&settings.session),
-            access_tokens: AccessTokens::from_settings(&settings.jwt, clock)?,
+            access_tokens,
+            jwks_max_age_secs: settings.jwt.jwks_max_age_secs,
             refresh_cookie: RefreshCookie {
                 secure: settings.session.cookie_secure,
             },
@@ -95,6 +104,9 @@ impl App {
             introspection_clients: settings.introspection.clients.clone(),
             metrics,
         });
+        if settings.jwt.keys == JwtKeys::Managed {
+            follow_managed_keys(Arc::clone(&context));
+        }
         let (acceptor, local_addr) = bind(settings.server.bind).await?;
         let metrics = match settings.metrics.bind {
             Some(addr) => {
@@ -196,6 +208,24 @@ impl App {
         self.audit.flush(AUDIT_FLUSH_GRACE).await;
         result
     }
+}
+
+/// Keeps the instance's signing key the one the database chooses: re-read
+/// every [`crate::auth::signing_keys::ManagedKeys::refresh_interval`], with
+/// the next key created when due. A failed read keeps the keys in use.
+fn follow_managed_keys(context: Arc<ApiContext>) {
+    tokio::spawn(async move {
+        let keys = &context.stores.signing_keys;
+        loop {
+            tokio::time::sleep(keys.refresh_interval()).await;
+            match keys.maintain().await {
+                Ok(set) => context.access_tokens.replace_keys(set),
+                Err(err) => {
+                    tracing::warn!(error = %Causes(&err), "could not refresh the managed signing keys")
+                }
+            }
+        }
+    });
 }
 
 /// How long a stopping server waits for queued audit events.

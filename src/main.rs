@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tessera::{
-    admin::{self, AdminTokensCommand, MfaCommand, SessionsCommand, UsersCommand},
+    admin::{self, AdminTokensCommand, KeysCommand, MfaCommand, SessionsCommand, UsersCommand},
     app, database,
     settings::Settings,
     telemetry,
@@ -36,6 +36,9 @@ enum Command {
     /// Manage the back office's admin tokens.
     #[command(subcommand)]
     AdminTokens(AdminTokensCommand),
+    /// Managed signing keys (`jwt.keys = "managed"`): list and rotate.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 #[tokio::main]
@@ -57,6 +60,7 @@ async fn main() -> ExitCode {
         Command::Sessions(command) => report(admin::sessions(&settings, command).await),
         Command::Mfa(command) => report(admin::mfa(&settings, command).await),
         Command::AdminTokens(command) => report(admin::admin_tokens(&settings, command).await),
+        Command::Keys(command) => report(admin::keys(&settings, command).await),
         Command::Migrate => {
             telemetry::init(&settings.log);
             database::connect_and_migrate(&settings.database)

@@ -165,9 +165,15 @@ mod tests {
         let keys = keys("one key", &[]);
         let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
         let sealed = keys.seal(alice.as_bytes(), b"JBSWY3DPEHPK3PXP");
-        assert_eq!(keys.open(alice.as_bytes(), &sealed).unwrap(), b"JBSWY3DPEHPK3PXP");
+        assert_eq!(
+            keys.open(alice.as_bytes(), &sealed).unwrap(),
+            b"JBSWY3DPEHPK3PXP"
+        );
         assert!(!sealed.ciphertext.contains("JBSWY3DP"));
-        assert!(matches!(keys.open(bob.as_bytes(), &sealed), Err(OpenError::Corrupt)));
+        assert!(matches!(
+            keys.open(bob.as_bytes(), &sealed),
+            Err(OpenError::Corrupt)
+        ));
         // A fresh nonce each time.
         assert_ne!(
             keys.seal(alice.as_bytes(), b"x").ciphertext,
@@ -197,9 +203,15 @@ mod tests {
         let mut bytes = STANDARD_NO_PAD.decode(&sealed.ciphertext).unwrap();
         *bytes.last_mut().unwrap() ^= 1;
         sealed.ciphertext = STANDARD_NO_PAD.encode(bytes);
-        assert!(matches!(keys.open(user.as_bytes(), &sealed), Err(OpenError::Corrupt)));
+        assert!(matches!(
+            keys.open(user.as_bytes(), &sealed),
+            Err(OpenError::Corrupt)
+        ));
         sealed.ciphertext = "short".into();
-        assert!(matches!(keys.open(user.as_bytes(), &sealed), Err(OpenError::Corrupt)));
+        assert!(matches!(
+            keys.open(user.as_bytes(), &sealed),
+            Err(OpenError::Corrupt)
+        ));
     }
 }
 

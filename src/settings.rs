@@ -20,6 +20,8 @@ pub const DEVELOPMENT_JWT_SECRET: &str = "tessera-development-jwt-secret-not-for
 /// The refresh-token key shipped in `config/default.toml`; `production` refuses it.
 pub const DEVELOPMENT_REFRESH_KEY: &str = "tessera-development-refresh-key-not-for-production";
 pub const DEVELOPMENT_MFA_KEY: &str = "tessera-development-mfa-key-not-for-production";
+pub const DEVELOPMENT_KEY_ENCRYPTION_KEY: &str =
+    "tessera-development-key-encryption-key-not-for-production";
 /// Secrets shorter than this are refused in `production` (256 bits).
 const MIN_PRODUCTION_SECRET_BYTES: usize = 32;
 
@@ -233,6 +235,19 @@ where
     Ok(NonZeroUsize::new(usize::deserialize(deserializer)?))
 }
 
+/// Days, decimals allowed, `0` meaning never.
+fn decimal_days_or_never<'de, D>(deserializer: D) -> Result<Option<Duration>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::Error;
+    let days = f64::deserialize(deserializer)?;
+    if !days.is_finite() || days < 0.0 {
+        return Err(D::Error::custom("a number of days, 0 or more"));
+    }
+    Ok((days > 0.0).then(|| Duration::from_secs_f64(days * 86_400.0)))
+}
+
 /// Whole days, `0` meaning no limit.
 fn days_or_forever<'de, D>(deserializer: D) -> Result<Option<Duration>, D::Error>
 where
@@ -341,6 +356,16 @@ pub enum JwtAlgorithm {
     EdDSA,
 }
 
+/// Where signing keys come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JwtKeys {
+    /// The HS256 secret or the Ed25519 key files of the configuration.
+    Configured,
+    /// Ed25519 keys Tessera generates, seals in the database and rotates.
+    Managed,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtSettings {
@@ -361,6 +386,21 @@ pub struct JwtSettings {
     pub access_ttl: Duration,
     /// Whole seconds: what JWT validation works in.
     pub leeway_secs: u64,
+    pub keys: JwtKeys,
+    /// Seals managed signing keys in the database.
+    pub key_encryption_key: Secret,
+    /// Retired key-encryption keys that still open.
+    #[serde(default)]
+    pub previous_key_encryption_keys: Vec<Secret>,
+    /// How often managed keys rotate; `0` (`None`): only by hand. Decimal
+    /// days are taken (tests rotate in seconds).
+    #[serde(rename = "rotation_days", deserialize_with = "decimal_days_or_never")]
+    pub rotation: Option<Duration>,
+    /// How long a new managed key is published before it signs.
+    #[serde(rename = "rotation_overlap_secs", deserialize_with = "seconds")]
+    pub rotation_overlap: Duration,
+    /// `Cache-Control: max-age` of the JWKS.
+    pub jwks_max_age_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -588,6 +628,7 @@ impl Settings {
                     .with_list_parse_key("server.cors_allowed_origins")
                     .with_list_parse_key("mfa.previous_encryption_keys")
                     .with_list_parse_key("introspection.clients")
+                    .with_list_parse_key("jwt.previous_key_encryption_keys")
                     .try_parsing(true)
                     .source(Some(variables)),
             )
@@ -603,6 +644,18 @@ impl Settings {
             return Err(SettingsError::invalid(
                 "session.absolute_lifetime_secs",
                 "must not be shorter than session.idle_timeout_secs",
+            ));
+        }
+        if self.jwt.keys == JwtKeys::Managed && self.jwt.algorithm != JwtAlgorithm::EdDSA {
+            return Err(SettingsError::invalid(
+                "jwt.keys",
+                "managed keys are Ed25519: set jwt.algorithm = \"EdDSA\"",
+            ));
+        }
+        if self.jwt.rotation_overlap < Duration::from_secs(2 * self.jwt.jwks_max_age_secs) {
+            return Err(SettingsError::invalid(
+                "jwt.rotation_overlap_secs",
+                "must be at least twice jwt.jwks_max_age_secs, so every cache sees a new key before it signs",
             ));
         }
         for origin in &self.server.cors_allowed_origins {
@@ -642,11 +695,13 @@ impl Settings {
         if self.jwt.secret.expose().is_empty() {
             return Err(SettingsError::invalid("jwt.secret", "must not be empty"));
         }
-        if self.jwt.algorithm == JwtAlgorithm::EdDSA && self.jwt.ed25519_private_key_path.is_none()
+        if self.jwt.algorithm == JwtAlgorithm::EdDSA
+            && self.jwt.keys == JwtKeys::Configured
+            && self.jwt.ed25519_private_key_path.is_none()
         {
             return Err(SettingsError::invalid(
                 "jwt.ed25519_private_key_path",
-                "is required when jwt.algorithm is EdDSA",
+                "is required when jwt.algorithm is EdDSA (or set jwt.keys = \"managed\")",
             ));
         }
         if !self.session.cookie_secure && self.environment != Environment::Development {
@@ -693,6 +748,20 @@ impl Settings {
                     )
                 }),
         );
+        if self.jwt.keys == JwtKeys::Managed {
+            secrets.push((
+                "jwt.key_encryption_key",
+                &self.jwt.key_encryption_key,
+                Some(DEVELOPMENT_KEY_ENCRYPTION_KEY),
+            ));
+            secrets.extend(self.jwt.previous_key_encryption_keys.iter().map(|key| {
+                (
+                    "jwt.previous_key_encryption_keys",
+                    key,
+                    Some(DEVELOPMENT_KEY_ENCRYPTION_KEY),
+                )
+            }));
+        }
         secrets.push((
             "mfa.encryption_key",
             &self.mfa.encryption_key,

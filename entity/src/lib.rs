@@ -5,4 +5,5 @@ pub mod audit_event;
 pub mod mfa_factor;
 pub mod password_reset;
 pub mod recovery_code;
+pub mod signing_key;
 pub mod user;

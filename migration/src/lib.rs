@@ -10,6 +10,7 @@ mod m20261203_000005_admin_tokens;
 mod m20261203_000006_users_last_signin_at;
 mod m20261203_000007_usernames_in_byte_order;
 mod m20261203_000008_audit_events;
+mod m20261203_000009_signing_keys;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000006_users_last_signin_at::Migration),
             Box::new(m20261203_000007_usernames_in_byte_order::Migration),
             Box::new(m20261203_000008_audit_events::Migration),
+            Box::new(m20261203_000009_signing_keys::Migration),
         ]
     }
 }

@@ -39,6 +39,8 @@ pub struct ApiContext {
     pub password_policy: PasswordPolicy,
     pub refresh_keys: RefreshTokenKeys,
     pub access_tokens: AccessTokens,
+    /// `Cache-Control: max-age` of the JWKS.
+    pub jwks_max_age_secs: u64,
     pub refresh_cookie: RefreshCookie,
     pub client_ip: ClientIpResolver,
     /// Whether the bearer check also requires the session to be live.

@@ -91,6 +91,7 @@ impl OpsApi {
             .iter()
             .filter_map(|key| serde_json::to_value(key).ok())
             .collect();
-        JwksResponse::Ok(Json(Jwks { keys }), "public, max-age=300".into())
+        let cache = format!("public, max-age={}", context.jwks_max_age_secs);
+        JwksResponse::Ok(Json(Jwks { keys }), cache)
     }
 }

@@ -1,11 +1,15 @@
 //! Access tokens: short-lived JWTs that any service can check without storage.
 //!
-//! Keys are loaded once at start. One key signs; it and the retired keys
-//! (during a rotation) verify, picked by the header's `kid`. The algorithm is
+//! Keys come from the configuration, or from the database when managed
+//! ([`super::signing_keys`]). One key signs; it and the other published
+//! keys verify, picked by the header's `kid`. The algorithm is
 //! pinned: a token whose header names any other algorithm, `none` included,
 //! is refused before its signature is looked at.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation,
@@ -67,22 +71,21 @@ struct VerifyingKey {
     key: DecodingKey,
 }
 
-pub struct AccessTokens {
-    algorithm: Algorithm,
+/// The keys tokens are signed and checked with at one moment: one signs;
+/// it and the others published (retired keys still in use, a managed key
+/// about to sign) verify, picked by the header's `kid`.
+pub struct KeySet {
     signing_kid: String,
     signing_key: EncodingKey,
     verifying: Vec<VerifyingKey>,
-    validation: Validation,
-    issuer: String,
-    audience: String,
-    ttl: Duration,
     jwks: JwkSet,
-    clock: Clock,
 }
 
-impl AccessTokens {
-    pub fn from_settings(settings: &JwtSettings, clock: Clock) -> Result<Self, KeyError> {
-        let (algorithm, signing_kid, signing_key, verifying, jwks) = match settings.algorithm {
+impl KeySet {
+    /// The keys of the configuration: the HS256 secret or the Ed25519 key
+    /// files, current and previous.
+    pub fn configured(settings: &JwtSettings) -> Result<KeySet, KeyError> {
+        match settings.algorithm {
             JwtAlgorithm::HS256 => {
                 let secret = settings.secret.expose().as_bytes();
                 let verifying = std::iter::once(secret)
@@ -97,48 +100,94 @@ impl AccessTokens {
                         key: DecodingKey::from_secret(secret),
                     })
                     .collect();
-                let signing = EncodingKey::from_secret(secret);
                 // Symmetric keys are never published.
-                (
-                    Algorithm::HS256,
-                    hmac_kid(secret),
-                    signing,
+                Ok(KeySet {
+                    signing_kid: hmac_kid(secret),
+                    signing_key: EncodingKey::from_secret(secret),
                     verifying,
-                    JwkSet::default(),
-                )
+                    jwks: JwkSet::default(),
+                })
             }
             JwtAlgorithm::EdDSA => {
+                const KEY: &str = "jwt.ed25519_private_key_path";
                 let path = settings
                     .ed25519_private_key_path
                     .as_ref()
                     .ok_or(KeyError::Invalid {
-                        key: "jwt.ed25519_private_key_path",
+                        key: KEY,
                         reason: "required for EdDSA".into(),
                     })?;
-                let signing = read_ed25519(path, "jwt.ed25519_private_key_path")?;
-                let mut keys = vec![public_jwk(&signing, "jwt.ed25519_private_key_path")?];
+                let signing = read_ed25519(path, KEY)?;
+                let mut published = Vec::new();
                 for path in &settings.previous_ed25519_private_key_paths {
                     let retired = read_ed25519(path, "jwt.previous_ed25519_private_key_paths")?;
-                    keys.push(public_jwk(
+                    published.push(public_jwk(
                         &retired,
                         "jwt.previous_ed25519_private_key_paths",
                     )?);
                 }
-                let verifying = keys
-                    .iter()
-                    .map(|jwk| {
-                        Ok(VerifyingKey {
-                            kid: jwk.common.key_id.clone().unwrap_or_default(),
-                            key: DecodingKey::from_jwk(jwk).map_err(|err| KeyError::Invalid {
-                                key: "jwt.ed25519_private_key_path",
-                                reason: err.to_string(),
-                            })?,
-                        })
-                    })
-                    .collect::<Result<_, KeyError>>()?;
-                let kid = keys[0].common.key_id.clone().unwrap_or_default();
-                (Algorithm::EdDSA, kid, signing, verifying, JwkSet { keys })
+                KeySet::ed25519(signing, published, KEY)
             }
+        }
+    }
+
+    /// Ed25519 keys: `signing` signs and is published first, then `others`.
+    pub fn ed25519(
+        signing: EncodingKey,
+        others: Vec<Jwk>,
+        key: &'static str,
+    ) -> Result<KeySet, KeyError> {
+        let signing_jwk = public_jwk(&signing, key)?;
+        let signing_kid = signing_jwk.common.key_id.clone().unwrap_or_default();
+        let keys: Vec<Jwk> = std::iter::once(signing_jwk)
+            .chain(
+                others
+                    .into_iter()
+                    .filter(|jwk| jwk.common.key_id.as_deref() != Some(signing_kid.as_str())),
+            )
+            .collect();
+        let verifying = keys
+            .iter()
+            .map(|jwk| {
+                Ok(VerifyingKey {
+                    kid: jwk.common.key_id.clone().unwrap_or_default(),
+                    key: DecodingKey::from_jwk(jwk).map_err(|err| KeyError::Invalid {
+                        key,
+                        reason: err.to_string(),
+                    })?,
+                })
+            })
+            .collect::<Result<_, KeyError>>()?;
+        Ok(KeySet {
+            signing_kid,
+            signing_key: signing,
+            verifying,
+            jwks: JwkSet { keys },
+        })
+    }
+}
+
+pub struct AccessTokens {
+    algorithm: Algorithm,
+    /// Swapped whole when managed keys rotate; read per token.
+    keys: RwLock<Arc<KeySet>>,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+    clock: Clock,
+}
+
+impl AccessTokens {
+    /// With the configured keys.
+    pub fn from_settings(settings: &JwtSettings, clock: Clock) -> Result<Self, KeyError> {
+        Ok(Self::new(settings, clock, KeySet::configured(settings)?))
+    }
+
+    pub fn new(settings: &JwtSettings, clock: Clock, keys: KeySet) -> Self {
+        let algorithm = match settings.algorithm {
+            JwtAlgorithm::HS256 => Algorithm::HS256,
+            JwtAlgorithm::EdDSA => Algorithm::EdDSA,
         };
         let mut validation = Validation::new(algorithm);
         validation.leeway = settings.leeway_secs;
@@ -146,19 +195,33 @@ impl AccessTokens {
         validation.set_issuer(&[&settings.issuer]);
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        Ok(AccessTokens {
+        AccessTokens {
             algorithm,
-            signing_kid,
-            signing_key,
-            verifying,
+            keys: RwLock::new(Arc::new(keys)),
             validation,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             // JWT times are whole seconds.
             ttl: Duration::from_secs(settings.access_ttl.as_secs_f64().ceil() as u64),
-            jwks,
             clock,
-        })
+        }
+    }
+
+    /// From now on, sign and verify with `keys` (a managed rotation).
+    pub fn replace_keys(&self, keys: KeySet) {
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keys);
+    }
+
+    fn keys(&self) -> Arc<KeySet> {
+        Arc::clone(
+            &self
+                .keys
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
     }
 
     pub fn ttl(&self) -> Duration {
@@ -166,8 +229,8 @@ impl AccessTokens {
     }
 
     /// The public keys for `/.well-known/jwks.json` (none for HS256).
-    pub fn jwks(&self) -> &JwkSet {
-        &self.jwks
+    pub fn jwks(&self) -> JwkSet {
+        self.keys().jwks.clone()
     }
 
     pub fn issue(
@@ -196,8 +259,9 @@ impl AccessTokens {
         };
         let mut header = Header::new(self.algorithm);
         header.typ = Some(ACCESS_TOKEN_TYPE.into());
-        header.kid = Some(self.signing_kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.signing_key)
+        let keys = self.keys();
+        header.kid = Some(keys.signing_kid.clone());
+        jsonwebtoken::encode(&header, &claims, &keys.signing_key)
     }
 
     pub fn verify(&self, token: &str) -> Result<AccessClaims, InvalidToken> {
@@ -211,7 +275,8 @@ impl AccessTokens {
             return Err(InvalidToken);
         }
         let kid = header.kid.ok_or(InvalidToken)?;
-        let key = self
+        let keys = self.keys();
+        let key = keys
             .verifying
             .iter()
             .find(|k| k.kid == kid)
@@ -243,7 +308,7 @@ fn read_ed25519(path: &std::path::Path, key: &'static str) -> Result<EncodingKey
 }
 
 /// The public half as a JWK whose `kid` is its RFC 7638 thumbprint.
-fn public_jwk(signing: &EncodingKey, key: &'static str) -> Result<Jwk, KeyError> {
+pub(crate) fn public_jwk(signing: &EncodingKey, key: &'static str) -> Result<Jwk, KeyError> {
     let invalid = |err: jsonwebtoken::errors::Error| KeyError::Invalid {
         key,
         reason: err.to_string(),
@@ -277,6 +342,12 @@ mod tests {
             audience: "tessera".into(),
             access_ttl: Duration::from_secs(900),
             leeway_secs: 0,
+            keys: crate::settings::JwtKeys::Configured,
+            key_encryption_key: to_secret("unused"),
+            previous_key_encryption_keys: vec![],
+            rotation: None,
+            rotation_overlap: Duration::from_secs(86_400),
+            jwks_max_age_secs: 300,
         }
     }
 

@@ -2,3 +2,4 @@
 
 pub mod hashing;
 pub mod jwt;
+pub mod signing_keys;

@@ -53,7 +53,10 @@ pub async fn start_totp_enrollment(
         return Err(AccountError::Conflict(ON));
     }
     let secret = TotpSecret::generate();
-    let sealed = stores.mfa_policy.keys.seal(user.id.as_bytes(), secret.as_bytes());
+    let sealed = stores
+        .mfa_policy
+        .keys
+        .seal(user.id.as_bytes(), secret.as_bytes());
     if !stores.mfa.start_pending(user.id, sealed).await? {
         return Err(AccountError::Conflict(ON));
     }

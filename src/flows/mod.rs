@@ -36,6 +36,7 @@ use uuid::Uuid;
 use crate::{
     admin_tokens::AdminTokenStore,
     audit::AuditLog,
+    auth::signing_keys::ManagedKeys,
     clock::Clock,
     database,
     keyspace::{Keyspace, RedisError},
@@ -57,6 +58,8 @@ pub struct Stores {
     pub mfa: MfaStore,
     pub challenges: ChallengeStore,
     pub mfa_policy: MfaPolicy,
+    /// Managed signing keys (used when `jwt.keys = "managed"`).
+    pub signing_keys: ManagedKeys,
     pub clock: Clock,
 }
 
@@ -77,7 +80,7 @@ impl Stores {
             users: UserStore::new(db.clone(), clock),
             admin_tokens: AdminTokenStore::new(db.clone(), clock),
             audit: AuditLog::new(db.clone(), clock, settings.audit.queue_capacity),
-            mfa: MfaStore::new(db, clock),
+            mfa: MfaStore::new(db.clone(), clock),
             sessions: SessionStore::new(keyspace.clone(), &settings.session),
             challenges: ChallengeStore::new(
                 keyspace.clone(),
@@ -90,6 +93,7 @@ impl Stores {
                 &settings.session.refresh_token_key,
             ),
             mfa_policy: MfaPolicy::new(settings),
+            signing_keys: ManagedKeys::new(db.clone(), &settings.jwt, clock),
             clock,
         })
     }
