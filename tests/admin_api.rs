@@ -7,19 +7,10 @@ mod common;
 
 use chrono::TimeDelta;
 use common::{Backend, NEW_PASSWORD, STRONG_PASSWORD, TestApp, assert_problem, unique_username};
-use reqwest::{Method, Response, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tessera::clock::Clock;
 use uuid::Uuid;
-
-async fn call(app: &TestApp, method: Method, path: &str, token: &str) -> Response {
-    app.client
-        .request(method, app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
 
 async fn user_id(app: &TestApp, username: &str) -> Uuid {
     let user = tessera::flows::find_user(
@@ -88,7 +79,8 @@ async fn the_back_office_runs_users_and_their_sessions(backend: Backend) {
     // Stamped off the response path: shortly after the answer.
     let mut user = Value::Null;
     for _ in 0..100 {
-        user = call(&app, Method::GET, &location, &token)
+        user = app
+            .call(Method::GET, &location, &token)
             .await
             .json()
             .await
@@ -99,7 +91,8 @@ async fn the_back_office_runs_users_and_their_sessions(backend: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(user["last_signin_at"].is_string(), "{user}");
-    let sessions: Value = call(&app, Method::GET, &format!("{location}/sessions"), &token)
+    let sessions: Value = app
+        .call(Method::GET, &format!("{location}/sessions"), &token)
         .await
         .json()
         .await
@@ -108,31 +101,27 @@ async fn the_back_office_runs_users_and_their_sessions(backend: Backend) {
     assert_eq!(sessions.len(), 2);
     assert!(sessions[0].get("current").is_none());
     // One session, then all.
-    let response = call(
-        &app,
-        Method::DELETE,
-        &format!("{location}/sessions/{}", first.session_id),
-        &token,
-    )
-    .await;
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
-    app.assert_refresh_rejected(&first.refresh_token).await;
-    let again = call(
-        &app,
-        Method::DELETE,
-        &format!("{location}/sessions/{}", first.session_id),
-        &token,
-    )
-    .await;
-    assert_problem(again, StatusCode::NOT_FOUND, "not_found").await;
-    for _ in 0..2 {
-        let response = call(
-            &app,
+    let response = app
+        .call(
             Method::DELETE,
-            &format!("{location}/sessions"),
+            &format!("{location}/sessions/{}", first.session_id),
             &token,
         )
         .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    app.assert_refresh_rejected(&first.refresh_token).await;
+    let again = app
+        .call(
+            Method::DELETE,
+            &format!("{location}/sessions/{}", first.session_id),
+            &token,
+        )
+        .await;
+    assert_problem(again, StatusCode::NOT_FOUND, "not_found").await;
+    for _ in 0..2 {
+        let response = app
+            .call(Method::DELETE, &format!("{location}/sessions"), &token)
+            .await;
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
     }
     app.assert_refresh_rejected(&second.refresh_token).await;
@@ -140,12 +129,15 @@ async fn the_back_office_runs_users_and_their_sessions(backend: Backend) {
     // Disable (idempotent) ends the sessions and refuses sign-in; enable.
     let session = app.sign_in_ok(&username).await;
     for _ in 0..2 {
-        let response = call(&app, Method::POST, &format!("{location}/disable"), &token).await;
+        let response = app
+            .call(Method::POST, &format!("{location}/disable"), &token)
+            .await;
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
     }
     app.assert_refresh_rejected(&session.refresh_token).await;
     app.assert_signin_refused(&username, STRONG_PASSWORD).await;
-    let user: Value = call(&app, Method::GET, &location, &token)
+    let user: Value = app
+        .call(Method::GET, &location, &token)
         .await
         .json()
         .await
@@ -153,19 +145,17 @@ async fn the_back_office_runs_users_and_their_sessions(backend: Backend) {
     assert_eq!(user["disabled"], true);
     assert!(user["disabled_at"].is_string());
     for _ in 0..2 {
-        let response = call(&app, Method::POST, &format!("{location}/enable"), &token).await;
+        let response = app
+            .call(Method::POST, &format!("{location}/enable"), &token)
+            .await;
         assert_eq!(response.status(), StatusCode::NO_CONTENT);
     }
     app.sign_in_ok(&username).await;
 
     // A reset token for the user, spent by resetPassword.
-    let issued = call(
-        &app,
-        Method::POST,
-        &format!("{location}/password-reset"),
-        &token,
-    )
-    .await;
+    let issued = app
+        .call(Method::POST, &format!("{location}/password-reset"), &token)
+        .await;
     assert_eq!(issued.status(), StatusCode::OK);
     assert_eq!(issued.headers()["cache-control"], "no-store");
     let issued: Value = issued.json().await.unwrap();
@@ -174,7 +164,8 @@ async fn the_back_office_runs_users_and_their_sessions(backend: Backend) {
         .reset_password(issued["reset_token"].as_str().unwrap(), NEW_PASSWORD)
         .await;
     assert_eq!(reset.status(), StatusCode::NO_CONTENT);
-    let user: Value = call(&app, Method::GET, &location, &token)
+    let user: Value = app
+        .call(Method::GET, &location, &token)
         .await
         .json()
         .await
@@ -183,12 +174,14 @@ async fn the_back_office_runs_users_and_their_sessions(backend: Backend) {
 
     // The second factor's reset: 204 also without a factor; ends sessions.
     let session = app.sign_in_ok_with(&username, NEW_PASSWORD).await;
-    let response = call(&app, Method::DELETE, &format!("{location}/mfa"), &token).await;
+    let response = app
+        .call(Method::DELETE, &format!("{location}/mfa"), &token)
+        .await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     app.assert_refresh_rejected(&session.refresh_token).await;
 
     // Delete, then the user is 404 everywhere under it.
-    let response = call(&app, Method::DELETE, &location, &token).await;
+    let response = app.call(Method::DELETE, &location, &token).await;
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     for (method, path) in [
         (Method::GET, location.clone()),
@@ -200,12 +193,12 @@ async fn the_back_office_runs_users_and_their_sessions(backend: Backend) {
         (Method::GET, format!("{location}/sessions")),
         (Method::DELETE, format!("{location}/sessions")),
     ] {
-        let response = call(&app, method.clone(), &path, &token).await;
+        let response = app.call(method.clone(), &path, &token).await;
         assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
     }
     // A malformed id is a malformed request.
     for path in ["/v1/admin/users/not-a-uuid", "/v1/admin/users/1/sessions"] {
-        let response = call(&app, Method::GET, path, &token).await;
+        let response = app.call(Method::GET, path, &token).await;
         assert_problem(response, StatusCode::BAD_REQUEST, "malformed_request").await;
     }
 }
@@ -219,7 +212,7 @@ async fn only_live_admin_tokens_open_the_admin_api_and_nothing_else() {
     let path = format!("/v1/admin/users/{}", user_id(&app, &username).await);
     let token = app.admin_token(None).await.1;
     assert_eq!(
-        call(&app, Method::GET, &path, &token).await.status(),
+        app.call(Method::GET, &path, &token).await.status(),
         StatusCode::OK
     );
 
@@ -230,7 +223,7 @@ async fn only_live_admin_tokens_open_the_admin_api_and_nothing_else() {
         &token.replacen("tsa_", "tsp_", 1),
         &token[..token.len() - 1],
     ] {
-        let response = call(&app, Method::GET, &path, refused).await;
+        let response = app.call(Method::GET, &path, refused).await;
         assert_eq!(
             response.headers()["www-authenticate"],
             r#"Bearer error="invalid_token""#
@@ -254,7 +247,7 @@ async fn only_live_admin_tokens_open_the_admin_api_and_nothing_else() {
             .await
             .unwrap()
     );
-    let response = call(&app, Method::GET, &path, &token).await;
+    let response = app.call(Method::GET, &path, &token).await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
 
     // Expired: a server whose clock is two days ahead of a one-day token.
@@ -265,10 +258,10 @@ async fn only_live_admin_tokens_open_the_admin_api_and_nothing_else() {
         .start()
         .await;
     assert_eq!(
-        call(&app, Method::GET, &path, &expiring).await.status(),
+        app.call(Method::GET, &path, &expiring).await.status(),
         StatusCode::OK
     );
-    let response = call(&later, Method::GET, &path, &expiring).await;
+    let response = later.call(Method::GET, &path, &expiring).await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
 }
 
@@ -285,7 +278,7 @@ async fn the_admin_api_can_be_turned_off_or_served_apart() {
     let token = off.admin_token(None).await.1;
     assert!(off.admin_addr.is_none());
     for path in [path.as_str(), "/v1/admin/users", "/v1/admin"] {
-        let response = call(&off, Method::GET, path, &token).await;
+        let response = off.call(Method::GET, path, &token).await;
         assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
     }
 
@@ -296,7 +289,7 @@ async fn the_admin_api_can_be_turned_off_or_served_apart() {
     let (username, tokens) = apart.new_session().await;
     let path = format!("/v1/admin/users/{}", user_id(&apart, &username).await);
     let token = apart.admin_token(None).await.1;
-    let public = call(&apart, Method::GET, &path, &token).await;
+    let public = apart.call(Method::GET, &path, &token).await;
     assert_problem(public, StatusCode::NOT_FOUND, "not_found").await;
     let admin = format!("http://{}", apart.admin_addr.expect("an admin listener"));
     let response = apart
@@ -323,7 +316,9 @@ async fn the_admin_api_can_be_turned_off_or_served_apart() {
 }
 
 async fn page(app: &TestApp, token: &str, query: &str) -> Value {
-    let response = call(app, Method::GET, &format!("/v1/admin/users?{query}"), token).await;
+    let response = app
+        .call(Method::GET, &format!("/v1/admin/users?{query}"), token)
+        .await;
     assert_eq!(response.status(), StatusCode::OK, "{query}");
     response.json().await.unwrap()
 }
@@ -403,19 +398,17 @@ async fn users_are_listed_in_pages_that_inserts_do_not_shift(backend: Backend) {
 
     // limit: an integer 1–200.
     for bad in ["0", "201", "-1"] {
-        let response = call(
-            &app,
-            Method::GET,
-            &format!("/v1/admin/users?limit={bad}"),
-            &token,
-        )
-        .await;
+        let response = app
+            .call(Method::GET, &format!("/v1/admin/users?limit={bad}"), &token)
+            .await;
         let body = assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
         assert_eq!(body["errors"][0]["field"], "limit");
         assert_eq!(body["errors"][0]["code"], "out_of_range");
     }
     for bad in ["limit=ten", "limit=2.5", "after=nope"] {
-        let response = call(&app, Method::GET, &format!("/v1/admin/users?{bad}"), &token).await;
+        let response = app
+            .call(Method::GET, &format!("/v1/admin/users?{bad}"), &token)
+            .await;
         assert_problem(response, StatusCode::BAD_REQUEST, "malformed_request").await;
     }
     assert_eq!(names(&page(&app, &token, "limit=200").await).len(), 6);

@@ -50,24 +50,11 @@ const CONTRACT_TYPES: [&str; 24] = [
 /// Events refused requests write after the answer show up within this.
 const AFTER_THE_ANSWER: Duration = Duration::from_secs(3);
 
-async fn call(app: &TestApp, method: Method, path: &str, token: &str) -> Response {
-    app.client
-        .request(method, app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// One page of `adminListEvents`.
 async fn admin_events(app: &TestApp, admin: &str, query: &str) -> Value {
-    let response = call(
-        app,
-        Method::GET,
-        &format!("/v1/admin/events?{query}"),
-        admin,
-    )
-    .await;
+    let response = app
+        .call(Method::GET, &format!("/v1/admin/events?{query}"), admin)
+        .await;
     assert_eq!(response.status(), StatusCode::OK, "?{query}");
     response.json().await.unwrap()
 }
@@ -88,13 +75,9 @@ async fn all_admin_events(app: &TestApp, admin: &str, query: &str) -> Vec<Value>
 }
 
 async fn my_events(app: &TestApp, access_token: &str, query: &str) -> Value {
-    let response = call(
-        app,
-        Method::GET,
-        &format!("/v1/me/events?{query}"),
-        access_token,
-    )
-    .await;
+    let response = app
+        .call(Method::GET, &format!("/v1/me/events?{query}"), access_token)
+        .await;
     assert_eq!(response.status(), StatusCode::OK, "?{query}");
     response.json().await.unwrap()
 }
@@ -208,16 +191,16 @@ async fn every_listed_type_is_written(backend: Backend) {
         .change_password(&tokens.access_token, STRONG_PASSWORD, NEW_PASSWORD)
         .await;
     assert_eq!(changed.status(), StatusCode::NO_CONTENT);
-    let issued: Value = call(
-        &app,
-        Method::POST,
-        &format!("/v1/admin/users/{alice_id}/password-reset"),
-        &admin,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let issued: Value = app
+        .call(
+            Method::POST,
+            &format!("/v1/admin/users/{alice_id}/password-reset"),
+            &admin,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
     let reset = app
         .reset_password(issued["reset_token"].as_str().unwrap(), STRONG_PASSWORD)
         .await;
@@ -268,13 +251,13 @@ async fn every_listed_type_is_written(backend: Backend) {
         .await;
         assert_ne!(response.status(), StatusCode::OK);
     }
-    let reset_mfa = call(
-        &app,
-        Method::DELETE,
-        &format!("/v1/admin/users/{bob_id}/mfa"),
-        &admin,
-    )
-    .await;
+    let reset_mfa = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/admin/users/{bob_id}/mfa"),
+            &admin,
+        )
+        .await;
     assert_eq!(reset_mfa.status(), StatusCode::NO_CONTENT);
 
     // Sessions: signed out, revoked one by one, all at once, and a replay.
@@ -315,7 +298,7 @@ async fn every_listed_type_is_written(backend: Backend) {
         (Method::POST, format!("{dave}/enable")),
         (Method::DELETE, dave.clone()),
     ] {
-        let response = call(&app, method, &path, &admin).await;
+        let response = app.call(method, &path, &admin).await;
         assert_eq!(response.status(), StatusCode::NO_CONTENT, "{path}");
     }
 
@@ -440,12 +423,16 @@ async fn events_say_who_acted_from_where_and_users_see_their_own() {
         app.signout_all(&tokens.access_token).await.status(),
         StatusCode::NO_CONTENT
     );
-    let response = call(&app, Method::GET, "/v1/me/events", &tokens.access_token).await;
+    let response = app
+        .call(Method::GET, "/v1/me/events", &tokens.access_token)
+        .await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
     // And the routes do not mix their tokens.
-    let response = call(&app, Method::GET, "/v1/me/events", &admin).await;
+    let response = app.call(Method::GET, "/v1/me/events", &admin).await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
-    let response = call(&app, Method::GET, "/v1/admin/events", &other.access_token).await;
+    let response = app
+        .call(Method::GET, "/v1/admin/events", &other.access_token)
+        .await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_token").await;
 }
 
@@ -538,25 +525,17 @@ async fn pages_and_filters(backend: Backend) {
             "malformed_request",
         ),
     ] {
-        let response = call(
-            &app,
-            Method::GET,
-            &format!("/v1/admin/events?{query}"),
-            &admin,
-        )
-        .await;
+        let response = app
+            .call(Method::GET, &format!("/v1/admin/events?{query}"), &admin)
+            .await;
         let problem = assert_problem(response, status, code).await;
         if status == StatusCode::UNPROCESSABLE_ENTITY {
             assert_eq!(problem["errors"][0]["code"], "out_of_range", "{query}");
         }
     }
-    let response = call(
-        &app,
-        Method::GET,
-        "/v1/me/events?limit=0",
-        &tokens.access_token,
-    )
-    .await;
+    let response = app
+        .call(Method::GET, "/v1/me/events?limit=0", &tokens.access_token)
+        .await;
     assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "validation").await;
 }
 
@@ -689,13 +668,13 @@ async fn a_change_whose_event_cannot_be_written_is_not_made_but_session_events_w
         .change_password(&tokens.access_token, STRONG_PASSWORD, NEW_PASSWORD)
         .await;
     assert_problem(change, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
-    let disable = call(
-        &app,
-        Method::POST,
-        &format!("/v1/admin/users/{user_id}/disable"),
-        &admin,
-    )
-    .await;
+    let disable = app
+        .call(
+            Method::POST,
+            &format!("/v1/admin/users/{user_id}/disable"),
+            &admin,
+        )
+        .await;
     assert_problem(disable, StatusCode::SERVICE_UNAVAILABLE, "unavailable").await;
     assert!(dropped_events(&app).await >= 1);
     refuse_event_inserts(&app, false).await;
@@ -723,16 +702,12 @@ async fn a_change_whose_event_cannot_be_written_is_not_made_but_session_events_w
     );
     // Neither refused change happened: the account is enabled and the old
     // password still signs in.
-    let user: Value = call(
-        &app,
-        Method::GET,
-        &format!("/v1/admin/users/{user_id}"),
-        &admin,
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
+    let user: Value = app
+        .call(Method::GET, &format!("/v1/admin/users/{user_id}"), &admin)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(user["disabled"], false);
     assert_eq!(user["password_changed_at"], Value::Null);
     app.sign_in_ok(&username).await;

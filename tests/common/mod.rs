@@ -159,6 +159,16 @@ impl TestApp {
             .await
     }
 
+    /// `method path` with a bearer token (an access token, or an admin token).
+    pub async fn call(&self, method: reqwest::Method, path: &str, token: &str) -> Response {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn get_with_token(&self, path: &str, access_token: &str) -> Response {
         self.client
             .get(self.url(path))
