@@ -177,6 +177,63 @@ async fn refreshes_are_limited_per_session() {
     );
 }
 
+/// The session's refresh budget is counted in the rotation's own script: a
+/// refresh is one Redis round trip, as `MONITOR` sees the server's commands.
+#[tokio::test]
+async fn a_refresh_is_one_redis_round_trip_with_its_limit() {
+    use std::io::{BufRead, BufReader};
+    let app = TestApp::with(Backend::Sqlite)
+        .set("rate_limit.refreshes_per_session", "4")
+        .start()
+        .await;
+    let (_, mut tokens) = app.new_session().await;
+    // The first call of a script loads it (EVALSHA, then EVAL): not counted.
+    tokens = app.refreshed(&tokens.refresh_token).await;
+
+    let mut monitor = std::process::Command::new("redis-cli")
+        .args(["-u", &common::redis_url(), "monitor"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-cli monitor");
+    let mut lines = BufReader::new(monitor.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "OK");
+    for _ in 0..3 {
+        tokens = app.refreshed(&tokens.refresh_token).await;
+    }
+    // The fifth refresh is over the budget of four: refused in the same one call.
+    assert_rate_limited(app.refresh(&tokens.refresh_token).await, 60).await;
+    // A marker that ends what is read.
+    let marker = format!("{}end-of-test", app.key_prefix);
+    let mut redis = redis::Client::open(common::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: Option<String> = redis::cmd("GET")
+        .arg(&marker)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut ours = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains(&marker) {
+            break;
+        }
+        // Commands a script runs inside Redis show as `[db lua]`: not round trips.
+        if line.contains(&app.key_prefix) && !line.contains(" lua] ") {
+            ours.push(line);
+        }
+    }
+    monitor.kill().ok();
+    monitor.wait().ok();
+    assert_eq!(ours.len(), 4, "one command per refresh: {ours:#?}");
+    assert!(
+        ours.iter().all(|line| line.contains("\"EVALSHA\"")),
+        "{ours:#?}"
+    );
+}
+
 #[tokio::test]
 async fn limits_can_be_switched_off() {
     let app = TestApp::with(Backend::Sqlite)

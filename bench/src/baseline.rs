@@ -6,8 +6,8 @@
 //!   Tessera's, plain or behind an HS256 bearer check (the floor for `me`).
 //! - `hashing`: Argon2id verifications per second at Tessera's parameters (the
 //!   ceiling for anything that hashes a password: sign-in, sign-up).
-//! - `storage`: the Redis calls one refresh makes, with the server's own
-//!   scripts: the rate-limit hit, then the rotation (the ceiling for refresh).
+//! - `storage`: the Redis call one refresh makes, with the server's own
+//!   script: the rotation, its rate limit included (the ceiling for refresh).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +24,6 @@ use poem::web::{Data, Json};
 use poem::{EndpointExt, Request, Route, get, handler};
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use crate::load::{self, Connection, Measurement, Outcome, Recorder, Window, served};
@@ -245,10 +244,9 @@ pub fn hashing(threads: usize, warmup: Duration, duration: Duration) -> Measurem
     Recorder::summarise(recorders)
 }
 
-/// The scripts a refresh runs, from the server's own source: the rate-limit
-/// take from the session's refresh counter, then the rotation. `create`
-/// seeds each task's session as a sign-in does.
-const TAKE_SCRIPT: &str = include_str!("../../src/rate_limit/take.lua");
+/// The script a refresh runs, from the server's own source: the rotation,
+/// which also counts the session's refreshes. `create` seeds each task's
+/// session as a sign-in does.
 const CREATE_SCRIPT: &str = include_str!("../../src/sessions/scripts/create.lua");
 const ROTATE_SCRIPT: &str = include_str!("../../src/sessions/scripts/rotate.lua");
 
@@ -263,7 +261,6 @@ const REFRESHES_PER_WINDOW: u64 = crate::server::UNREACHABLE_LIMIT;
 const MAX_SESSIONS_PER_USER: u64 = 50;
 
 pub struct StorageScripts {
-    take: redis::Script,
     create: redis::Script,
     rotate: redis::Script,
 }
@@ -271,7 +268,6 @@ pub struct StorageScripts {
 impl StorageScripts {
     fn new() -> Self {
         StorageScripts {
-            take: redis::Script::new(TAKE_SCRIPT),
             create: redis::Script::new(CREATE_SCRIPT),
             rotate: redis::Script::new(ROTATE_SCRIPT),
         }
@@ -279,12 +275,10 @@ impl StorageScripts {
 }
 
 /// A session's keys as the server lays them out under its prefix `P`: the
-/// refresh counter `P` `rl:{…}:refresh` (named by 16 bytes of a keyed hash
-/// of the session id; here a plain hash of the same length), the session
-/// hash `P{user}:session:{session}`, the user's index `P{user}:sessions` and
-/// session epoch `P{user}:epoch` (the braces are Redis Cluster hash tags).
+/// session hash `P{user}:session:{session}`, the user's index
+/// `P{user}:sessions` and session epoch `P{user}:epoch` (the braces are
+/// Redis Cluster hash tags).
 struct SessionKeys {
-    counter: String,
     session_prefix: String,
     session: String,
     index: String,
@@ -293,11 +287,8 @@ struct SessionKeys {
 
 impl SessionKeys {
     fn new(prefix: &str, user_id: &str, session_id: &str) -> Self {
-        let digest = Sha256::digest(session_id.as_bytes());
-        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
         let session_prefix = format!("{prefix}{{{user_id}}}:session:");
         SessionKeys {
-            counter: format!("{prefix}rl:{{{hex}}}:refresh"),
             session: format!("{session_prefix}{session_id}"),
             session_prefix,
             index: format!("{prefix}{{{user_id}}}:sessions"),
@@ -367,17 +358,8 @@ impl StorageConnection {
         Ok(())
     }
 
-    /// One refresh's Redis calls: the rate-limit take, then the rotation.
+    /// One refresh's Redis call: the rotation, its rate limit included.
     async fn refresh(&mut self) -> Result<(), String> {
-        let (_full, _left_ms): (u64, i64) = self
-            .scripts
-            .take
-            .key(&self.keys.counter)
-            .arg(REFRESH_WINDOW_MS)
-            .arg(REFRESHES_PER_WINDOW)
-            .invoke_async(&mut self.redis)
-            .await
-            .map_err(|err| format!("storage: take: {err}"))?;
         let reply: Vec<redis::Value> = self
             .scripts
             .rotate
@@ -388,6 +370,8 @@ impl StorageConnection {
             .arg(self.generation)
             .arg(IDLE_TIMEOUT_MS)
             .arg(REUSE_GRACE_MS)
+            .arg(REFRESHES_PER_WINDOW)
+            .arg(REFRESH_WINDOW_MS)
             .invoke_async(&mut self.redis)
             .await
             .map_err(|err| format!("storage: rotate: {err}"))?;
@@ -459,11 +443,6 @@ mod tests {
         let user = "01a23640-52af-7675-a5fd-cf3ad7263683";
         let session = "01a23640-52af-7675-a5fd-cf3b4a3ac26a";
         let keys = SessionKeys::new("P:", user, session);
-        // `printf %s SESSION | sha256sum`, first 32 hex digits.
-        assert_eq!(
-            keys.counter,
-            "P:rl:{101e6a2ec1c8ccc2d56b5b4ba0546ee4}:refresh"
-        );
         assert_eq!(keys.session, format!("P:{{{user}}}:session:{session}"));
         assert_eq!(keys.index, format!("P:{{{user}}}:sessions"));
         assert_eq!(keys.epoch, format!("P:{{{user}}}:epoch"));

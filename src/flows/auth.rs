@@ -338,7 +338,7 @@ pub async fn refresh(
     client: &ClientInfo,
 ) -> Result<Refreshed, RefreshError> {
     let presented = presented.ok_or(RefreshError::Invalid)?;
-    stores.rate_limits.hit_refresh(presented.session_id).await?;
+    // One round trip: the session's refresh limit is checked in the same script.
     match stores.sessions.rotate(presented).await? {
         Rotation::Rotated {
             token,
@@ -365,6 +365,10 @@ pub async fn refresh(
             })
         }
         Rotation::Invalid => Err(RefreshError::Invalid),
+        Rotation::Limited { retry_after } => {
+            tracing::info!(rule = "refresh", "rate limited");
+            Err(RateLimitError::Limited { retry_after }.into())
+        }
     }
 }
 

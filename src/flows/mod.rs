@@ -42,7 +42,7 @@ use crate::{
     keyspace::{Keyspace, RedisError},
     mfa::{ChallengeStore, MfaPolicy, MfaStore},
     rate_limit::RateLimiter,
-    sessions::{SessionError, SessionStore},
+    sessions::{RefreshLimit, SessionError, SessionStore},
     settings::Settings,
     users::UserStore,
 };
@@ -81,7 +81,14 @@ impl Stores {
             admin_tokens: AdminTokenStore::new(db.clone(), clock),
             audit: AuditLog::new(db.clone(), clock, settings.audit.queue_capacity),
             mfa: MfaStore::new(db.clone(), clock),
-            sessions: SessionStore::new(keyspace.clone(), &settings.session),
+            sessions: SessionStore::new(
+                keyspace.clone(),
+                &settings.session,
+                settings.rate_limit.enabled.then_some(RefreshLimit {
+                    per_window: settings.rate_limit.refreshes_per_session.get(),
+                    window: settings.rate_limit.refresh_window,
+                }),
+            ),
             challenges: ChallengeStore::new(
                 keyspace.clone(),
                 settings.mfa.challenge_ttl,

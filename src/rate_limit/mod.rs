@@ -57,7 +57,6 @@ pub struct RateLimiter {
     signin_failures: Limit,
     signin_failures_per_ip: Limit,
     signups: Limit,
-    refreshes: Limit,
     password_resets: Limit,
     mfa_failures: Limit,
     take: Script,
@@ -85,11 +84,6 @@ impl RateLimiter {
                 name: "signup",
                 limit: settings.signups_per_ip.get(),
                 window: settings.signup_window,
-            },
-            refreshes: Limit {
-                name: "refresh",
-                limit: settings.refreshes_per_session.get(),
-                window: settings.refresh_window,
             },
             password_resets: Limit {
                 name: "reset",
@@ -179,12 +173,6 @@ impl RateLimiter {
         let client = self.subjects.client(ip);
         let counter = self.counter(self.password_resets, &client, None);
         self.take(&[self.password_resets], &[counter]).await
-    }
-
-    pub async fn hit_refresh(&self, session_id: Uuid) -> Result<(), RateLimitError> {
-        let session = self.subjects.mac("session", session_id.as_bytes());
-        let counter = self.counter(self.refreshes, &session, None);
-        self.take(&[self.refreshes], &[counter]).await
     }
 
     /// `true` the first time it is asked for `user_id` within `window`: a

@@ -5,7 +5,8 @@
 //! single slot:
 //! - `{user id}:session:{session id}`: a hash (user, created, last used,
 //!   generation, rotation time, absolute expiry, user agent, ip, epoch, how
-//!   and when the sign-in was completed) whose TTL is
+//!   and when the sign-in was completed, and the refreshes counted in the
+//!   current rate-limit window with its end: `rl_n`, `rl_end`) whose TTL is
 //!   the idle timeout, reset on each refresh and never past the absolute
 //!   lifetime;
 //! - `{user id}:sessions`: a sorted set of the user's session ids scored by
@@ -94,6 +95,16 @@ pub enum Rotation {
     Invalid,
     /// An old token came back: the session is revoked (RFC 9700 §4.14).
     ReuseDetected,
+    /// The session used up its refreshes for the window; nothing changed.
+    Limited { retry_after: Duration },
+}
+
+/// Refreshes allowed per session per window, checked in the rotation's
+/// own script.
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshLimit {
+    pub per_window: u64,
+    pub window: Duration,
 }
 
 /// A live session as listed to its user.
@@ -130,13 +141,20 @@ pub struct SessionStore {
     absolute: Duration,
     grace: Duration,
     max_per_user: u32,
+    /// `None`: refreshes are not limited (rate limits off).
+    refresh_limit: Option<RefreshLimit>,
     scripts: Scripts,
 }
 
 impl SessionStore {
-    pub fn new(keyspace: Keyspace, session: &SessionSettings) -> Self {
+    pub fn new(
+        keyspace: Keyspace,
+        session: &SessionSettings,
+        refresh_limit: Option<RefreshLimit>,
+    ) -> Self {
         SessionStore {
             keyspace,
+            refresh_limit,
             idle: session.idle_timeout,
             absolute: session.absolute_lifetime,
             grace: session.reuse_grace,
@@ -213,7 +231,9 @@ impl SessionStore {
             .arg(presented.session_id.to_string())
             .arg(presented.generation)
             .arg(millis(self.idle))
-            .arg(millis(self.grace));
+            .arg(millis(self.grace))
+            .arg(self.refresh_limit.map_or(0, |limit| limit.per_window))
+            .arg(self.refresh_limit.map_or(0, |limit| millis(limit.window)));
         let reply: Vec<redis::Value> = self.invoke(invocation).await?;
         let field = |i: usize| reply.get(i).cloned().unwrap_or(redis::Value::Nil);
         let status: String = redis::from_redis_value(field(0))?;
@@ -222,6 +242,12 @@ impl SessionStore {
             rotate_status::CONVERGED => true,
             rotate_status::REUSED => return Ok(Rotation::ReuseDetected),
             rotate_status::INVALID => return Ok(Rotation::Invalid),
+            rotate_status::LIMITED => {
+                let left: u64 = redis::from_redis_value(field(1))?;
+                return Ok(Rotation::Limited {
+                    retry_after: Duration::from_millis(left),
+                });
+            }
             _ => return Err(unexpected("rotation status")),
         };
         let user: String = redis::from_redis_value(field(1))?;
@@ -375,6 +401,7 @@ mod rotate_status {
     pub const CONVERGED: &str = "converged";
     pub const INVALID: &str = "invalid";
     pub const REUSED: &str = "reused";
+    pub const LIMITED: &str = "limited";
 }
 
 fn unexpected(what: &str) -> SessionError {
