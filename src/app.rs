@@ -72,7 +72,13 @@ impl App {
     /// As [`App::build`], reading time from `clock` for what the instance
     /// stamps itself (tests model a host whose clock is off this way).
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<App, StartupError> {
-        let stores = Stores::connect(&settings, clock).await?;
+        let mut stores = Stores::connect(&settings, clock).await?;
+        if settings.server.user_cache_capacity > 0 {
+            stores.user_cache = stores
+                .user_cache
+                .clone()
+                .subscribing(&settings.redis, settings.server.user_cache_capacity);
+        }
         if let Some(retention) = settings.audit.retention {
             stores
                 .audit

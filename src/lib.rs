@@ -27,4 +27,5 @@ pub mod secrets;
 pub mod sessions;
 pub mod settings;
 pub mod telemetry;
+pub mod user_cache;
 pub mod users;

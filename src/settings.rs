@@ -121,6 +121,9 @@ pub struct ServerSettings {
     /// Browser origins allowed by CORS; empty turns CORS off.
     #[serde(default)]
     pub cors_allowed_origins: Vec<String>,
+    /// Users `/v1/me` keeps in memory (dropped on every instance when one
+    /// changes); `0` turns the cache off.
+    pub user_cache_capacity: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

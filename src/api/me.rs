@@ -100,10 +100,12 @@ impl MeApi {
         auth: Bearer,
     ) -> Result<MeResponse, Failure<GetMeErrors>> {
         // A valid token for a user that no longer exists, or was disabled, proves nothing.
-        let (user, factor) = context
-            .stores
-            .users
-            .find_active_with_factor(auth.0.user_id)
+        let stores = &context.stores;
+        let (user, factor) = stores
+            .user_cache
+            .get_or_load(auth.0.user_id, async || {
+                stores.users.find_active_with_factor(auth.0.user_id).await
+            })
             .await?
             .ok_or(ApiError::InvalidToken)?;
         Ok(MeResponse::Ok(Json(MeView {

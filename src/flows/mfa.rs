@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::{
     Stores, UserOpError,
     account::{AccountError, Caller, caller_credentials, confirm_password},
+    announce_change,
     auth::record_signin,
     changing_the_account,
     users::find_user,
@@ -102,6 +103,7 @@ pub async fn confirm_totp(
     {
         return Err(AccountError::Conflict(NOTHING_PENDING));
     }
+    announce_change(stores, caller.user_id).await;
     Ok(codes)
 }
 
@@ -117,6 +119,7 @@ pub async fn disable_totp(
     let factor = reauthenticate_with_factor(stores, hashing, caller, password, code).await?;
     let event = EventType::MfaDisabled.by(&caller.acting());
     stores.mfa.remove(factor.user_id, event).await?;
+    announce_change(stores, factor.user_id).await;
     Ok(())
 }
 
@@ -136,6 +139,7 @@ pub async fn regenerate_recovery_codes(
         .mfa
         .replace_recovery_codes(factor.user_id, &codes, key, event)
         .await?;
+    announce_change(stores, factor.user_id).await;
     Ok(codes)
 }
 
@@ -357,6 +361,7 @@ async fn verify_code(
                 .spend_recovery_code(factor.user_id, digests, EventType::RecoveryCodeUsed.by(by))
                 .await?
             {
+                announce_change(stores, factor.user_id).await;
                 Ok(CodeUsed::RecoveryCode)
             } else {
                 Err(AccountError::WrongCode)

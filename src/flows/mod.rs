@@ -44,6 +44,7 @@ use crate::{
     rate_limit::RateLimiter,
     sessions::{RefreshLimit, SessionError, SessionStore},
     settings::Settings,
+    user_cache::UserCache,
     users::UserStore,
 };
 
@@ -60,6 +61,9 @@ pub struct Stores {
     pub mfa_policy: MfaPolicy,
     /// Managed signing keys (used when `jwt.keys = "managed"`).
     pub signing_keys: ManagedKeys,
+    /// Announces user changes to every instance's cache of users (and,
+    /// in a server, is that cache).
+    pub user_cache: UserCache,
     pub clock: Clock,
 }
 
@@ -76,6 +80,7 @@ impl Stores {
     pub async fn connect(settings: &Settings, clock: Clock) -> Result<Stores, ConnectError> {
         let db = database::connect_and_migrate(&settings.database).await?;
         let keyspace = Keyspace::new(&settings.redis)?;
+        let user_cache = UserCache::announcing(keyspace.clone());
         Ok(Stores {
             users: UserStore::new(db.clone(), clock),
             admin_tokens: AdminTokenStore::new(db.clone(), clock),
@@ -101,6 +106,7 @@ impl Stores {
             ),
             mfa_policy: MfaPolicy::new(settings),
             signing_keys: ManagedKeys::new(db.clone(), &settings.jwt, clock),
+            user_cache,
             clock,
         })
     }
@@ -120,7 +126,19 @@ async fn changing_the_account<T, E: From<SessionError>>(
     change: impl AsyncFnOnce() -> Result<T, E>,
 ) -> Result<(T, u64), E> {
     let ended = stores.sessions.supersede(user_id, keep).await?;
+    stores.user_cache.announce(user_id).await?;
     let changed = change().await?;
     stores.sessions.supersede(user_id, keep).await?;
+    stores.user_cache.announce(user_id).await?;
     Ok((changed, ended))
+}
+
+/// A change `/v1/me` shows that ends no session (the second factor's
+/// state): every instance drops the user from its cache. The change is
+/// made; failing to announce it is logged (with Redis unreachable, every
+/// instance has dropped its cache anyway).
+async fn announce_change(stores: &Stores, user_id: Uuid) {
+    if let Err(err) = stores.user_cache.announce(user_id).await {
+        tracing::warn!(%user_id, error = %crate::error::Causes(&err), "could not announce a user change to the caches");
+    }
 }

@@ -764,3 +764,83 @@ pub fn totp_code(secret_base32: &str, unix_secs: i64) -> String {
     let number = u32::from_be_bytes(digest[offset..offset + 4].try_into().unwrap()) & 0x7fff_ffff;
     format!("{:06}", number % 1_000_000)
 }
+
+/// Takes a test's PostgreSQL database away from the running server by
+/// renaming it to `{name}_away`. [`DatabaseAway::restore`] gives it back; if
+/// the test fails first, dropping the guard does, so the test server's own
+/// cleanup still finds the database to drop.
+pub struct DatabaseAway {
+    admin_url: String,
+    name: String,
+    away: bool,
+}
+
+impl DatabaseAway {
+    pub async fn take(database_url: &str) -> DatabaseAway {
+        let (base, name) = database_url.rsplit_once('/').expect("database url");
+        let guard = DatabaseAway {
+            admin_url: format!("{base}/postgres"),
+            name: name.to_owned(),
+            away: true,
+        };
+        rename_database(&guard.admin_url, name, &guard.away_name()).await;
+        guard
+    }
+
+    pub async fn restore(&mut self) {
+        if self.away {
+            rename_database(&self.admin_url, &self.away_name(), &self.name).await;
+            self.away = false;
+        }
+    }
+
+    fn away_name(&self) -> String {
+        format!("{}_away", self.name)
+    }
+}
+
+impl Drop for DatabaseAway {
+    fn drop(&mut self) {
+        if !self.away {
+            return;
+        }
+        let (admin_url, from, to) = (self.admin_url.clone(), self.away_name(), self.name.clone());
+        // As in `TestApp`'s drop: the test's runtime cannot block on itself.
+        let restore = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("restore runtime")
+                .block_on(rename_database(&admin_url, &from, &to));
+        });
+        let _ = restore.join();
+    }
+}
+
+/// Renames a database after disconnecting everyone using it; retried because
+/// a connection pool may reconnect in between.
+async fn rename_database(admin_url: &str, from: &str, to: &str) {
+    let admin = Database::connect(admin_url)
+        .await
+        .expect("connect to the maintenance database");
+    let terminate = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = '{from}' AND pid <> pg_backend_pid()"
+    );
+    let rename = format!(r#"ALTER DATABASE "{from}" RENAME TO "{to}""#);
+    for attempt in 1.. {
+        admin
+            .execute_unprepared(&terminate)
+            .await
+            .expect(&terminate);
+        match admin.execute_unprepared(&rename).await {
+            Ok(_) => break,
+            Err(err) if attempt < 20 => {
+                eprintln!("renaming {from}, attempt {attempt}: {err}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("{rename}: {err}"),
+        }
+    }
+    admin.close().await.ok();
+}
