@@ -45,17 +45,6 @@ async fn spawn_with_introspection_client() -> TestApp {
         .await
 }
 
-/// Managed Ed25519 keys rotating in seconds: a new key every 4 s, published
-/// 2 s before it signs, the JWKS cacheable for 1 s, access tokens valid 4 s.
-const FAST_ROTATION: [(&str, &str); 6] = [
-    ("jwt.algorithm", "EdDSA"),
-    ("jwt.keys", "managed"),
-    ("jwt.rotation_days", "0.0000462963"),
-    ("jwt.rotation_overlap_secs", "2"),
-    ("jwt.jwks_max_age_secs", "1"),
-    ("jwt.access_ttl_secs", "4"),
-];
-
 /// Runs `setup.sh` once per test binary; its lock serialises other runs.
 async fn tools_installed() {
     static SETUP: OnceCell<()> = OnceCell::const_new();
@@ -164,7 +153,7 @@ async fn swagger_ui_signs_in_authorizes_and_calls_get_me_in_chromium() {
 async fn pyjwt_verifies_tokens_offline_through_automatic_key_rotations() {
     tools_installed().await;
     let app = TestApp::with(Backend::Sqlite)
-        .set_all(&FAST_ROTATION)
+        .set_all(&common::FAST_KEY_ROTATION)
         .start()
         .await;
     let python = repository().join("target/ecosystem/venv/bin/python");

@@ -14,18 +14,6 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tessera::{app::App, settings::Settings};
 
-/// Rotation in seconds: a new key every 4 s, published 2 s before it signs,
-/// the JWKS cacheable for 1 s, access tokens valid 4 s.
-const FAST: [(&str, &str); 7] = [
-    ("jwt.algorithm", "EdDSA"),
-    ("jwt.keys", "managed"),
-    ("jwt.rotation_days", "0.0000462963"),
-    ("jwt.rotation_overlap_secs", "2"),
-    ("jwt.jwks_max_age_secs", "1"),
-    ("jwt.access_ttl_secs", "4"),
-    ("session.reuse_grace_secs", "0"),
-];
-
 /// Managed, rotated only by hand.
 const BY_HAND: [(&str, &str); 4] = [
     ("jwt.algorithm", "EdDSA"),
@@ -93,7 +81,10 @@ async fn until<F: AsyncFnMut() -> bool>(what: &str, within: Duration, mut check:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_rotate_by_themselves_and_no_token_is_refused_on_the_way() {
-    let app = managed(Backend::Sqlite, &FAST).start().await;
+    let app = managed(Backend::Sqlite, &common::FAST_KEY_ROTATION)
+        .set("session.reuse_grace_secs", "0")
+        .start()
+        .await;
     let (first_kids, document, cache) = jwks(&app).await;
     assert_eq!(cache, "public, max-age=1");
     assert_eq!(first_kids.len(), 1, "{document}");

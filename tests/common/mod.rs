@@ -436,6 +436,17 @@ impl TestAppBuilder {
     }
 }
 
+/// Managed Ed25519 keys rotating in seconds: a new key every 4 s, published
+/// 2 s before it signs, the JWKS cacheable for 1 s, access tokens valid 4 s.
+pub const FAST_KEY_ROTATION: [(&str, &str); 6] = [
+    ("jwt.algorithm", "EdDSA"),
+    ("jwt.keys", "managed"),
+    ("jwt.rotation_days", "0.0000462963"),
+    ("jwt.rotation_overlap_secs", "2"),
+    ("jwt.jwks_max_age_secs", "1"),
+    ("jwt.access_ttl_secs", "4"),
+];
+
 /// A Redis key prefix no other test server uses.
 pub fn fresh_key_prefix() -> String {
     format!("tessera-test:{}:", Uuid::now_v7().simple())
