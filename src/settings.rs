@@ -907,6 +907,25 @@ mod tests {
             settings.audit.retention,
             Some(Duration::from_secs(90 * 24 * 60 * 60))
         );
+        // v1.1's new settings.
+        assert_eq!(settings.password.reset_ttl, Duration::from_secs(3600));
+        assert_eq!(settings.rate_limit.password_resets_per_ip.get(), 20);
+        assert_eq!(settings.rate_limit.signin_failures_per_ip.get(), 100);
+        assert_eq!(settings.rate_limit.mfa_failures.get(), 10);
+        assert_eq!(settings.rate_limit.mfa_max_consecutive_failures.get(), 100);
+        assert_eq!(settings.session.max_per_user.get(), 50);
+        assert_eq!(settings.mfa.issuer, "Tessera");
+        assert_eq!(settings.mfa.challenge_ttl, Duration::from_secs(300));
+        assert_eq!(settings.mfa.challenge_max_attempts.get(), 5);
+        assert!(settings.admin.enabled && settings.admin.bind.is_none());
+        assert!(settings.introspection.clients.is_empty());
+        assert_eq!(settings.jwt.keys, JwtKeys::Configured);
+        assert_eq!(
+            settings.jwt.rotation,
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(settings.jwt.rotation_overlap, Duration::from_secs(86_400));
+        assert_eq!(settings.jwt.jwks_max_age_secs, 300);
     }
 
     #[test]

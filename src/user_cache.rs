@@ -141,10 +141,15 @@ impl Local {
         self.entries.invalidate(&user_id).await;
     }
 
-    fn drop_all(&self) {
-        self.subscribed.store(false, Ordering::Release);
+    fn drop_entries(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.entries.invalidate_all();
+    }
+
+    /// The subscription is gone: nothing is cached until it is back.
+    fn unsubscribed(&self) {
+        self.subscribed.store(false, Ordering::Release);
+        self.drop_entries();
     }
 }
 
@@ -164,9 +169,8 @@ async fn follow(url: String, channel: String, local: Local) {
                     {
                         Some(user_id) => local.drop_entry(user_id).await,
                         // Not ours to read: drop everything rather than guess.
-                        None => local.drop_all(),
+                        None => local.drop_entries(),
                     }
-                    local.subscribed.store(true, Ordering::Release);
                 }
                 tracing::warn!("the user cache lost its subscription; cache dropped");
             }
@@ -174,7 +178,7 @@ async fn follow(url: String, channel: String, local: Local) {
                 tracing::debug!(error = %Causes(&err), "the user cache cannot subscribe yet");
             }
         }
-        local.drop_all();
+        local.unsubscribed();
         tokio::time::sleep(RESUBSCRIBE_AFTER).await;
     }
 }

@@ -12,7 +12,7 @@ use poem::{
 };
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme, payload::Form, payload::Json};
 use serde::Deserialize;
-use subtle::{Choice, ConstantTimeEq};
+use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::{ApiContext, ApiTags, Context, client_info};
@@ -50,16 +50,14 @@ async fn check_client(req: &Request, basic: poem_openapi::auth::Basic) -> poem::
 /// against every client (how many are configured shows, not which matched).
 fn authenticate(clients: &[IntrospectionClient], id: &str, secret: &str) -> Option<String> {
     let mut found = None;
-    let mut matched = Choice::from(0);
     for client in clients {
-        let this = client.id.as_bytes().ct_eq(id.as_bytes())
+        let matched = client.id.as_bytes().ct_eq(id.as_bytes())
             & client.secret.expose().as_bytes().ct_eq(secret.as_bytes());
-        if bool::from(this) {
+        if bool::from(matched) {
             found = Some(client.id.clone());
         }
-        matched |= this;
     }
-    bool::from(matched).then_some(()).and(found)
+    found
 }
 
 /// An introspection or revocation request (RFC 7662 §2.1, RFC 7009 §2.1).

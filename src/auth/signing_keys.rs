@@ -135,20 +135,27 @@ impl ManagedKeys {
     pub async fn maintain(&self) -> Result<KeySet, SigningKeyError> {
         let rows = self.rows().await?;
         let now = self.clock.now();
-        match rows.last() {
+        let next = match rows.last() {
             // Nothing was ever signed: the first key signs at once.
-            None => self.create(1, now).await?,
-            Some(latest) => {
-                if let Some(rotation) = self.rotation {
-                    let due = latest.signs_from + rotation - self.overlap;
-                    if latest.signs_from <= now && due <= now {
-                        let signs_from = (now + self.overlap).max(latest.signs_from + rotation);
-                        self.create(latest.generation + 1, signs_from).await?;
-                    }
-                }
+            None => Some((1, now)),
+            Some(latest) => self.rotation.and_then(|rotation| {
+                let due = latest.signs_from + rotation - self.overlap;
+                (latest.signs_from <= now && due <= now).then(|| {
+                    let signs_from = (now + self.overlap).max(latest.signs_from + rotation);
+                    (latest.generation + 1, signs_from)
+                })
+            }),
+        };
+        // The table is read again only when this instance (or a racing
+        // one) may have added a key: not on every periodic refresh.
+        let rows = match next {
+            Some((generation, signs_from)) => {
+                self.create(generation, signs_from).await?;
+                self.rows().await?
             }
-        }
-        self.key_set().await
+            None => rows,
+        };
+        self.key_set(&rows)
     }
 
     /// Schedules a new key (`tessera keys rotate`): signing after the
@@ -208,8 +215,7 @@ impl ManagedKeys {
 
     /// The keys to use now: the signing key and every published one that
     /// opens (one that does not is logged and left out).
-    async fn key_set(&self) -> Result<KeySet, SigningKeyError> {
-        let rows = self.rows().await?;
+    fn key_set(&self, rows: &[signing_key::Model]) -> Result<KeySet, SigningKeyError> {
         let now = self.clock.now();
         let mut signing = None;
         let mut published = Vec::new();

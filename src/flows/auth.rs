@@ -219,13 +219,15 @@ async fn check_password_and_open(
         .epoch(user.as_ref().map_or(Uuid::nil(), |user| user.id))
         .await?;
     let verification = slot.verify(password, stored_hash).await?;
-    let (Some(user), Verification::Match { upgraded_hash }) = (&user, verification) else {
-        if let Some(user) = user {
-            note_wrong_password(stores, user.id, &by);
+    let (user, upgraded_hash) = match (user, verification) {
+        (Some(user), Verification::Match { upgraded_hash }) => (user, upgraded_hash),
+        (known, _) => {
+            if let Some(user) = known {
+                note_wrong_password(stores, user.id, &by);
+            }
+            return Err(SigninError::InvalidCredentials);
         }
-        return Err(SigninError::InvalidCredentials);
     };
-    let user = user.clone();
     // Read again after the epoch: an account disabled or deleted between the
     // first read and the epoch read would otherwise pass with the new epoch.
     if stores.users.find_active(user.id).await?.is_none() {
