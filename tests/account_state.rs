@@ -9,6 +9,7 @@ use common::{Backend, NEW_PASSWORD, STRONG_PASSWORD, TestApp, TokenPair, unique_
 use futures::{StreamExt, stream::FuturesUnordered};
 use reqwest::StatusCode;
 use tessera::audit::Acting;
+use tessera::sessions::layout::Key;
 use tessera::{
     clock::Clock,
     domain::Username,
@@ -194,7 +195,7 @@ async fn a_session_opened_during_the_write_is_ended_after_it(
     let user = flows::find_user(&operator, &by_name(&username))
         .await
         .unwrap();
-    let epoch_key = format!("{}{{{}}}:epoch", app.key_prefix, user.id);
+    let epoch_key = format!("{}{}", app.key_prefix, Key::Epoch { user: user.id });
     let redis = redis::Client::open(common::redis_url()).unwrap();
     let mut redis = redis.get_multiplexed_async_connection().await.unwrap();
 

@@ -17,6 +17,7 @@ use common::{
 use reqwest::{Response, StatusCode};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::Value;
+use tessera::sessions::layout::Key;
 
 /// Redis down or hung: sign-in, refresh and signout answer 503 within this.
 const REDIS_OUTAGE_ANSWER: Duration = Duration::from_secs(2);
@@ -321,10 +322,12 @@ async fn a_corrupt_session_record_is_an_internal_error_not_an_outage() {
         .await
         .unwrap();
     let key = format!(
-        "{}{{{}}}:session:{}",
+        "{}{}",
         app.key_prefix,
-        me["id"].as_str().unwrap(),
-        tokens.session_id
+        Key::Session {
+            user: me["id"].as_str().unwrap().parse().unwrap(),
+            session: tokens.session_id,
+        }
     );
     let mut redis = redis::Client::open(common::redis_url())
         .unwrap()
@@ -336,7 +339,7 @@ async fn a_corrupt_session_record_is_an_internal_error_not_an_outage() {
         cmd.arg(&key).arg(field).arg(value);
         cmd
     };
-    let () = corrupt("created", "yesterday".into())
+    let () = corrupt("c", "yesterday".into())
         .query_async(&mut redis)
         .await
         .unwrap();
@@ -344,7 +347,7 @@ async fn a_corrupt_session_record_is_an_internal_error_not_an_outage() {
         .get_with_token("/v1/sessions", &tokens.access_token)
         .await;
     assert_problem(listed, StatusCode::INTERNAL_SERVER_ERROR, "internal").await;
-    let () = corrupt("uid", uuid::Uuid::now_v7().to_string())
+    let () = corrupt("m", "a sign-in method no code of ours stores".into())
         .query_async(&mut redis)
         .await
         .unwrap();

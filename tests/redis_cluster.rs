@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use common::{Backend, TestApp, TokenPair, assert_problem, redis_servers::RedisCluster};
 use reqwest::StatusCode;
 use serde_json::Value;
+use tessera::sessions::layout::CompactId;
 
 async fn on_cluster(cluster: &RedisCluster, overrides: &[(&str, &str)]) -> TestApp {
     TestApp::with(Backend::Sqlite)
@@ -80,7 +81,7 @@ async fn sessions_rotate_converge_list_and_revoke_on_a_cluster() {
             .enumerate()
             .filter(|(_, keys)| {
                 keys.iter()
-                    .any(|key| key.contains(&tokens.session_id.to_string()))
+                    .any(|key| key.contains(&CompactId(tokens.session_id).to_string()))
             })
             .map(|(node, _)| node)
             .collect();

@@ -85,6 +85,43 @@ async fn the_previous_token_after_the_grace_window_revokes_the_session() {
     assert!(sessions.is_empty(), "{sessions:?}");
 }
 
+/// The grace window counts from the rotation: a converged refresh inside it
+/// does not move its start, so replaying the old token every so often
+/// cannot keep it alive.
+#[tokio::test]
+async fn converged_refreshes_do_not_stretch_the_grace_window() {
+    let app = TestApp::with(common::Backend::Sqlite)
+        .set("session.reuse_grace_secs", "0.4")
+        .start()
+        .await;
+    let (_, first) = app.new_session().await;
+    let second = app.refreshed(&first.refresh_token).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let again = app.refreshed(&first.refresh_token).await;
+    assert_eq!(again.refresh_token, second.refresh_token);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    app.assert_refresh_rejected(&first.refresh_token).await;
+    app.assert_refresh_rejected(&second.refresh_token).await;
+}
+
+/// "Each success resets the idle timer": a converged refresh is one.
+#[tokio::test]
+async fn a_converged_refresh_restarts_the_idle_timer() {
+    let app = TestApp::with(common::Backend::Sqlite)
+        .set("session.idle_timeout_secs", "0.6")
+        .set("session.reuse_grace_secs", "5")
+        .start()
+        .await;
+    let (_, first) = app.new_session().await;
+    let second = app.refreshed(&first.refresh_token).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    app.refreshed(&first.refresh_token).await;
+    // 0.8 s after the rotation: alive only because the converged refresh
+    // restarted the 0.6 s idle timer at 0.4 s.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    app.refreshed(&second.refresh_token).await;
+}
+
 #[tokio::test]
 async fn an_older_token_revokes_the_session_even_within_the_grace_window() {
     let app = TestApp::with(common::Backend::Sqlite)

@@ -9,6 +9,7 @@ before and after, divided by N. Needs only `redis-cli` (pipe mode).
 
     python3 bench/scripts/session_memory.py [N] [redis-url]
 """
+import base64
 import os
 import subprocess
 import sys
@@ -17,9 +18,15 @@ import uuid
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 URL = sys.argv[2] if len(sys.argv) > 2 else "redis://127.0.0.1:6379"
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
-PREFIX = f"tessera-memory-{uuid.uuid4().hex[:8]}:"
+# As long as the default `tessera:`, so key sizes are a default deployment's.
+PREFIX = f"t{uuid.uuid4().hex[:6]}:"
 UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
       "Chrome/131.0.0.0 Safari/537.36 Tessera-bench/1")[:120].ljust(120, "x")
+
+
+def compact(id: uuid.UUID) -> str:
+    """An id as the store writes it (`sessions/layout.rs`)."""
+    return base64.urlsafe_b64encode(id.bytes).rstrip(b"=").decode()
 
 
 def cli(*args: str, stdin: bytes | None = None) -> str:
@@ -50,20 +57,21 @@ def main() -> None:
     before = used_memory()
     commands = []
     for _ in range(N):
-        user, session = str(uuid.uuid4()), str(uuid.uuid4())
-        keys = (f"{PREFIX}{{{user}}}:session:{session}",
+        user, session = compact(uuid.uuid4()), compact(uuid.uuid4())
+        keys = (f"{PREFIX}{{{user}}}:s:{session}",
                 f"{PREFIX}{{{user}}}:sessions", f"{PREFIX}{{{user}}}:epoch")
-        commands.append(resp("EVALSHA", create_sha, "3", *keys, session, user,
+        commands.append(resp("EVALSHA", create_sha, "3", *keys, session,
                              "3600000", "2592000000", UA, "203.0.113.77", "0",
-                             "50", f"{PREFIX}{{{user}}}:session:", "p",
+                             "50", f"{PREFIX}{{{user}}}:s:", "p",
                              "1796300000"))
         commands.append(resp("EVALSHA", rotate_sha, "3", *keys, session, "0",
-                             "3600000", "10000", "60", "60000"))
+                             "3600000", "10000", "60", "60000", "2592000000"))
     cli("--pipe", stdin=b"".join(commands))
     after = used_memory()
     keys = int(cli("eval", f"return #redis.call('keys', '{PREFIX}*')", "0").strip())
     print(f"{N} sessions, {keys} keys: used_memory {before} -> {after}, "
           f"{(after - before) / N:.0f} bytes per session (hash + index entry + index key)")
+    if os.environ.get("KEEP"): return
     # Clean up.
     cli("eval", f"for _, k in ipairs(redis.call('keys', '{PREFIX}*')) do redis.call('del', k) end", "0")
 

@@ -106,12 +106,15 @@ pub type Context<'a> = poem::web::Data<&'a Arc<ApiContext>>;
 
 /// Who is calling, as a new session records it.
 fn client_info(context: &ApiContext, req: &Request) -> ClientInfo {
-    const MAX_USER_AGENT_CHARS: usize = 256;
     let user_agent = req
         .headers()
         .get(poem::http::header::USER_AGENT)
         .and_then(|value| value.to_str().ok())
-        .map(|ua| ua.chars().take(MAX_USER_AGENT_CHARS).collect());
+        .map(|ua| {
+            ua.chars()
+                .take(crate::sessions::MAX_USER_AGENT_CHARS)
+                .collect()
+        });
     ClientInfo {
         user_agent,
         ip: context.client_ip.resolve(req),

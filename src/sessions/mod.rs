@@ -1,31 +1,48 @@
 //! Refresh sessions in Redis.
 //!
-//! Keys, all under the configured prefix and all of one user in one Redis
-//! Cluster hash slot (the `{user id}` hash tag), so every script touches a
-//! single slot:
-//! - `{user id}:session:{session id}`: a hash (user, created, last used,
-//!   generation, rotation time, absolute expiry, user agent, ip, epoch, how
-//!   and when the sign-in was completed, and the refreshes counted in the
-//!   current rate-limit window with its end: `rl_n`, `rl_end`) whose TTL is
-//!   the idle timeout, reset on each refresh and never past the absolute
-//!   lifetime;
-//! - `{user id}:sessions`: a sorted set of the user's session ids scored by
-//!   idle expiry, so listing and sign-out-all never see expired sessions;
-//!   never more than `session.max_per_user` (a sign-in beyond it ends the
-//!   least recently used session);
-//! - `{user id}:epoch`: the user's session epoch, a counter (absent: 0)
-//!   that every account change (disable, delete, password change or reset)
-//!   moves; a password change re-stamps the calling session with the new
-//!   one. Each session hash records
-//!   the epoch it was created in (`ep`); creation, rotation and the liveness
-//!   check compare it with the current one in the same script, so a session
-//!   of an older epoch, or a sign-in that read the epoch before the account
-//!   changed, never comes (back) to life.
+//! Keys, all under the configured prefix, `U` and `S` being the user's and
+//! the session's ids in base64url (22 characters, [`layout::CompactId`]),
+//! and all of one user in one Redis Cluster hash slot (the `{U}` hash tag),
+//! so every script touches a single slot ([`layout::Key`] names them):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `{U}:s:{S}` | hash | the session, fields below; its TTL is the idle timeout, reset on each refresh and never past the absolute lifetime |
+//! | `{U}:sessions` | sorted set | the user's session ids (`S`) scored by idle expiry, so listing and sign-out-all never see expired sessions; never more than `session.max_per_user` (a sign-in beyond it ends the least recently used session) |
+//! | `{U}:epoch` | string | the user's session epoch, a counter (absent: 0) that every account change (disable, delete, password change or reset) moves |
+//!
+//! The session hash's fields (its absolute expiry is `c` plus the configured
+//! absolute lifetime, so shortening that applies to open sessions too):
+//!
+//! | field | value |
+//! |---|---|
+//! | `c` | created, unix ms |
+//! | `u` | last used: when the current generation was handed out (at creation or by the last rotation), unix ms; the predecessor's grace window starts here |
+//! | `g` | generation of the current refresh token |
+//! | `e` | the epoch the session was stamped with (absent: 0) |
+//! | `m`, `t` | how and when the sign-in was completed: the access tokens' `amr` (as [`SignInMethod::as_stored`]) and `auth_time` (unix s) |
+//! | `ip` | the client's address at sign-in |
+//! | `a0` … `a3` | the user agent at sign-in, in pieces of up to 64 bytes (absent: none) |
+//! | `n`, `w` | refreshes counted in the current rate-limit window and the window's end, unix ms (absent until the first refresh) |
+//!
+//! Why so short: a session is a few hundred bytes, so names are a good part
+//! of it, and Redis keeps a small hash compact (a listpack) only while every
+//! value is at most `hash-max-listpack-value` bytes (64 by default), hence
+//! the user agent in pieces. 100,000 sessions with a 120-character user
+//! agent take about 600 bytes each, index included (BENCHMARKS.md).
+//!
+//! Creation, rotation and the liveness check compare a session's epoch with
+//! the user's current one in the same script, so a session of an older
+//! epoch, or a sign-in that read the epoch before the account changed, never
+//! comes (back) to life; a password change re-stamps the calling session
+//! with the new one.
 //!
 //! Every change is one Lua script, so concurrent refreshes cannot interleave,
 //! and every script reads the time from Redis (`TIME`), so instances whose
-//! clocks differ still agree on grace windows and expiry.
+//! clocks differ still agree on grace windows and expiry. The scripts need
+//! Redis 7.0 or later (`PEXPIREAT … GT`).
 
+pub mod layout;
 mod token;
 
 use std::{net::IpAddr, time::Duration};
@@ -35,6 +52,8 @@ use redis::{Script, ScriptInvocation};
 use uuid::Uuid;
 
 pub use token::{RefreshToken, RefreshTokenKeys};
+
+use layout::{CompactId, Key};
 
 use crate::{
     keyspace::{Keyspace, RedisError},
@@ -118,6 +137,10 @@ pub struct SessionInfo {
     pub ip: Option<String>,
 }
 
+/// The longest user agent a session keeps: four pieces of 64, all that
+/// `list.lua` reads back. A header value is ASCII, so characters are bytes.
+pub const MAX_USER_AGENT_CHARS: usize = 256;
+
 /// Who opened a session, as shown when listing sessions.
 #[derive(Debug, Clone)]
 pub struct ClientInfo {
@@ -196,8 +219,7 @@ impl SessionStore {
             .key(self.session_key(user_id, session_id))
             .key(self.user_index_key(user_id))
             .key(self.epoch_key(user_id))
-            .arg(session_id.to_string())
-            .arg(user_id.to_string())
+            .arg(CompactId(session_id))
             .arg(millis(self.idle))
             .arg(millis(self.absolute))
             .arg(client.user_agent.unwrap_or_default())
@@ -228,12 +250,13 @@ impl SessionStore {
             .key(self.session_key(presented.user_id, presented.session_id))
             .key(self.user_index_key(presented.user_id))
             .key(self.epoch_key(presented.user_id))
-            .arg(presented.session_id.to_string())
+            .arg(CompactId(presented.session_id))
             .arg(presented.generation)
             .arg(millis(self.idle))
             .arg(millis(self.grace))
             .arg(self.refresh_limit.map_or(0, |limit| limit.per_window))
-            .arg(self.refresh_limit.map_or(0, |limit| millis(limit.window)));
+            .arg(self.refresh_limit.map_or(0, |limit| millis(limit.window)))
+            .arg(millis(self.absolute));
         let reply: Vec<redis::Value> = self.invoke(invocation).await?;
         let field = |i: usize| reply.get(i).cloned().unwrap_or(redis::Value::Nil);
         let status: String = redis::from_redis_value(field(0))?;
@@ -250,14 +273,10 @@ impl SessionStore {
             }
             _ => return Err(unexpected("rotation status")),
         };
-        let user: String = redis::from_redis_value(field(1))?;
-        let generation: u64 = redis::from_redis_value(field(2))?;
-        let idle_ms: u64 = redis::from_redis_value(field(3))?;
-        let method: String = redis::from_redis_value(field(4))?;
-        let auth_time: i64 = redis::from_redis_value(field(5))?;
-        if user != presented.user_id.to_string() {
-            return Err(unexpected("user id"));
-        }
+        let generation: u64 = redis::from_redis_value(field(1))?;
+        let idle_ms: u64 = redis::from_redis_value(field(2))?;
+        let method: String = redis::from_redis_value(field(3))?;
+        let auth_time: i64 = redis::from_redis_value(field(4))?;
         let method = SignInMethod::from_stored(&method).ok_or_else(|| unexpected("amr"))?;
         Ok(Rotation::Rotated {
             token: RefreshToken {
@@ -276,8 +295,7 @@ impl SessionStore {
         invocation
             .key(self.session_key(user_id, session_id))
             .key(self.user_index_key(user_id))
-            .arg(session_id.to_string())
-            .arg(user_id.to_string());
+            .arg(CompactId(session_id));
         let revoked: u8 = self.invoke(invocation).await?;
         Ok(revoked == 1)
     }
@@ -308,7 +326,7 @@ impl SessionStore {
             .key(self.epoch_key(user_id))
             .arg(self.session_key_prefix(user_id))
             .arg(millis(epoch_lifetime))
-            .arg(keep.map(|id| id.to_string()).unwrap_or_default());
+            .arg(keep.map(|id| CompactId(id).to_string()).unwrap_or_default());
         self.invoke(invocation).await
     }
 
@@ -328,7 +346,7 @@ impl SessionStore {
                 };
                 let optional = |raw: &str| (!raw.is_empty()).then(|| raw.to_owned());
                 Ok(SessionInfo {
-                    id: row[0].parse().map_err(|_| unexpected("session id"))?,
+                    id: CompactId::parse(&row[0]).ok_or_else(|| unexpected("session id"))?,
                     created_at: time(&row[1])?,
                     last_used_at: time(&row[2])?,
                     idle_expires_at: time(&row[3])?,
@@ -357,7 +375,6 @@ impl SessionStore {
         invocation
             .key(self.session_key(presented.user_id, presented.session_id))
             .key(self.epoch_key(presented.user_id))
-            .arg(presented.user_id.to_string())
             .arg(presented.generation);
         let left: i64 = self.invoke(invocation).await?;
         Ok(u64::try_from(left).ok().map(Duration::from_millis))
@@ -377,21 +394,22 @@ impl SessionStore {
             .await
     }
 
-    /// The braces are a Redis Cluster hash tag: a user's keys share one slot.
-    fn session_key_prefix(&self, user_id: Uuid) -> String {
-        self.keyspace.key(format_args!("{{{user_id}}}:session:"))
+    fn session_key_prefix(&self, user: Uuid) -> String {
+        self.keyspace
+            .key(format_args!("{}", Key::SessionPrefix { user }))
     }
 
-    fn session_key(&self, user_id: Uuid, session_id: Uuid) -> String {
-        format!("{}{session_id}", self.session_key_prefix(user_id))
+    fn session_key(&self, user: Uuid, session: Uuid) -> String {
+        self.keyspace
+            .key(format_args!("{}", Key::Session { user, session }))
     }
 
-    fn user_index_key(&self, user_id: Uuid) -> String {
-        self.keyspace.key(format_args!("{{{user_id}}}:sessions"))
+    fn user_index_key(&self, user: Uuid) -> String {
+        self.keyspace.key(format_args!("{}", Key::Index { user }))
     }
 
-    fn epoch_key(&self, user_id: Uuid) -> String {
-        self.keyspace.key(format_args!("{{{user_id}}}:epoch"))
+    fn epoch_key(&self, user: Uuid) -> String {
+        self.keyspace.key(format_args!("{}", Key::Epoch { user }))
     }
 }
 

@@ -2,13 +2,13 @@
 -- nothing: no rotation, no idle-timer reset, no reuse detection
 -- (introspection).
 -- KEYS[1] session hash, KEYS[2] the user's session epoch (one hash slot)
--- ARGV: user id, presented generation
+-- ARGV: presented generation
 -- Returns the milliseconds until the session's idle expiry, or -1.
-local fields = redis.call('HMGET', KEYS[1], 'uid', 'gen', 'ep')
-if fields[1] ~= ARGV[1] or tonumber(fields[2]) ~= tonumber(ARGV[2]) then
+local fields = redis.call('HMGET', KEYS[1], 'g', 'e')
+if not fields[1] or tonumber(fields[1]) ~= tonumber(ARGV[1]) then
   return -1
 end
-if tonumber(fields[3] or '0') ~= tonumber(redis.call('GET', KEYS[2]) or '0') then
+if tonumber(fields[2] or '0') ~= tonumber(redis.call('GET', KEYS[2]) or '0') then
   return -1
 end
 local left = redis.call('PTTL', KEYS[1])

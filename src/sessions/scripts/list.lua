@@ -10,9 +10,16 @@ local entries = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 local live = {}
 for i = 1, #entries, 2 do
   local sid, expires = entries[i], entries[i + 1]
-  local f = redis.call('HMGET', ARGV[1] .. sid, 'created', 'last_used', 'ua', 'ip')
+  local f = redis.call('HMGET', ARGV[1] .. sid, 'c', 'u', 'ip', 'a0', 'a1', 'a2', 'a3')
   if f[1] then
-    for _, v in ipairs({sid, f[1], f[2], expires, f[3], f[4]}) do
+    -- The user agent's pieces (`create.lua`), the missing ones false.
+    local agent = {}
+    for i = 4, 7 do
+      if f[i] then
+        table.insert(agent, f[i])
+      end
+    end
+    for _, v in ipairs({sid, f[1], f[2], expires, table.concat(agent), f[3]}) do
       table.insert(live, v)
     end
   else

@@ -10,7 +10,7 @@
 -- Returns the number of sessions revoked.
 local keep = ARGV[3]
 if keep ~= '' then
-  local fields = redis.call('HMGET', ARGV[1] .. keep, 'uid', 'ep')
+  local fields = redis.call('HMGET', ARGV[1] .. keep, 'g', 'e')
   local epoch = tonumber(redis.call('GET', KEYS[2]) or '0')
   if not fields[1] or tonumber(fields[2] or '0') ~= epoch then
     keep = ''
@@ -20,7 +20,7 @@ if tonumber(ARGV[2]) > 0 then
   local epoch = redis.call('INCR', KEYS[2])
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
   if keep ~= '' then
-    redis.call('HSET', ARGV[1] .. keep, 'ep', epoch)
+    redis.call('HSET', ARGV[1] .. keep, 'e', epoch)
   end
 end
 local revoked = 0
