@@ -7,21 +7,27 @@ refresh of each through `rotate.lua` (so the rate-limit fields exist, as on
 any session that was ever refreshed), and reports `INFO memory` used_memory
 before and after, divided by N. Needs only `redis-cli` (pipe mode).
 
-    python3 bench/scripts/session_memory.py [N] [redis-url]
+    python3 bench/scripts/session_memory.py [N] [--user-agent-length L] [--ip IP] [--redis-url URL]
 """
+import argparse
 import base64
 import os
 import subprocess
-import sys
 import uuid
 
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-URL = sys.argv[2] if len(sys.argv) > 2 else "redis://127.0.0.1:6379"
+parser = argparse.ArgumentParser()
+parser.add_argument("n", nargs="?", type=int, default=100_000)
+parser.add_argument("--user-agent-length", type=int, default=120)
+parser.add_argument("--ip", default="203.0.113.77")
+parser.add_argument("--redis-url", default="redis://127.0.0.1:6379")
+ARGS = parser.parse_args()
+N, URL = ARGS.n, ARGS.redis_url
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 # As long as the default `tessera:`, so key sizes are a default deployment's.
 PREFIX = f"t{uuid.uuid4().hex[:6]}:"
 UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-      "Chrome/131.0.0.0 Safari/537.36 Tessera-bench/1")[:120].ljust(120, "x")
+      "Chrome/131.0.0.0 Safari/537.36 Tessera-bench/1")[:ARGS.user_agent_length].ljust(
+          ARGS.user_agent_length, "x")
 
 
 def compact(id: uuid.UUID) -> str:
@@ -61,7 +67,7 @@ def main() -> None:
         keys = (f"{PREFIX}{{{user}}}:s:{session}",
                 f"{PREFIX}{{{user}}}:sessions", f"{PREFIX}{{{user}}}:epoch")
         commands.append(resp("EVALSHA", create_sha, "3", *keys, session,
-                             "3600000", "2592000000", UA, "203.0.113.77", "0",
+                             "3600000", "2592000000", UA, ARGS.ip, "0",
                              "50", f"{PREFIX}{{{user}}}:s:", "p",
                              "1796300000"))
         commands.append(resp("EVALSHA", rotate_sha, "3", *keys, session, "0",
@@ -69,9 +75,9 @@ def main() -> None:
     cli("--pipe", stdin=b"".join(commands))
     after = used_memory()
     keys = int(cli("eval", f"return #redis.call('keys', '{PREFIX}*')", "0").strip())
-    print(f"{N} sessions, {keys} keys: used_memory {before} -> {after}, "
+    print(f"{N} sessions ({len(UA)}-character user agent, ip {ARGS.ip}), {keys} keys: "
+          f"used_memory {before} -> {after}, "
           f"{(after - before) / N:.0f} bytes per session (hash + index entry + index key)")
-    if os.environ.get("KEEP"): return
     # Clean up.
     cli("eval", f"for _, k in ipairs(redis.call('keys', '{PREFIX}*')) do redis.call('del', k) end", "0")
 

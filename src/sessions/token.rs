@@ -19,6 +19,10 @@ const PREFIX: &str = "tsr_";
 const MAC_DOMAIN: &[u8] = b"tessera.refresh.v2";
 const MAC_LEN: usize = 32;
 const RAW_LEN: usize = 16 + 16 + 8 + MAC_LEN;
+const ENCODED_LEN: usize = match base64::encoded_len(RAW_LEN, false) {
+    Some(len) => len,
+    None => panic!("a refresh token's length fits a usize"),
+};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -35,14 +39,16 @@ pub struct RefreshToken {
 #[derive(Clone)]
 pub struct RefreshTokenKeys {
     /// The first key issues; every key verifies (rotation without sign-outs).
-    keys: Vec<Vec<u8>>,
+    /// Each is keyed and fed the domain once, here: a token's MAC starts from
+    /// a copy instead of hashing the key's pads anew.
+    keys: Vec<HmacSha256>,
 }
 
 impl RefreshTokenKeys {
     pub fn from_settings(settings: &SessionSettings) -> Self {
         let keys = std::iter::once(&settings.refresh_token_key)
             .chain(&settings.previous_refresh_token_keys)
-            .map(|key| key.expose().as_bytes().to_vec())
+            .map(|key| keyed(key.expose().as_bytes()))
             .collect();
         RefreshTokenKeys { keys }
     }
@@ -61,10 +67,13 @@ impl RefreshTokenKeys {
     pub fn verify(&self, presented: &str) -> Option<RefreshToken> {
         let encoded = presented.strip_prefix(PREFIX)?;
         // Check the length before decoding: bounded work for any input.
-        if encoded.len() != URL_SAFE_NO_PAD.encode([0u8; RAW_LEN]).len() {
+        if encoded.len() != ENCODED_LEN {
             return None;
         }
-        let raw = URL_SAFE_NO_PAD.decode(encoded).ok()?;
+        let mut raw = [0u8; RAW_LEN];
+        if URL_SAFE_NO_PAD.decode_slice(encoded, &mut raw).ok()? != RAW_LEN {
+            return None;
+        }
         let (body, tag) = raw.split_at(RAW_LEN - MAC_LEN);
         // `verify_slice` compares in constant time.
         self.keys
@@ -78,9 +87,14 @@ impl RefreshTokenKeys {
     }
 }
 
-fn mac(key: &[u8], body: &[u8]) -> HmacSha256 {
+fn keyed(key: &[u8]) -> HmacSha256 {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(MAC_DOMAIN);
+    mac
+}
+
+fn mac(key: &HmacSha256, body: &[u8]) -> HmacSha256 {
+    let mut mac = key.clone();
     mac.update(body);
     mac
 }
@@ -91,7 +105,7 @@ mod tests {
 
     fn keys(keys: &[&str]) -> RefreshTokenKeys {
         RefreshTokenKeys {
-            keys: keys.iter().map(|k| k.as_bytes().to_vec()).collect(),
+            keys: keys.iter().map(|k| keyed(k.as_bytes())).collect(),
         }
     }
 
