@@ -4,6 +4,8 @@
 //!
 //! - `framework`: a bare poem server answering `/me` with a body shaped like
 //!   Tessera's, plain or behind an HS256 bearer check (the floor for `me`).
+//! - `framework-post`: the same server's `POST /refresh`, a JSON body in and
+//!   out shaped and sized like Tessera's refresh (a floor for `refresh`).
 //! - `hashing`: Argon2id verifications per second at Tessera's parameters (the
 //!   ceiling for anything that hashes a password: sign-in, sign-up).
 //! - `storage`: the Redis call one refresh makes, with the server's own
@@ -16,17 +18,20 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{SecondsFormat, Utc};
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use poem::http::StatusCode;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::web::{Data, Json};
-use poem::{EndpointExt, Request, Route, get, handler};
+use poem::{EndpointExt, Request, Route, get, handler, post};
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::load::{self, Connection, Measurement, Outcome, Recorder, Window, served};
+use crate::http;
+use crate::load::{self, Answer, Connection, Measurement, Outcome, Recorder, Window, served};
 
 const JWT_SECRET: &[u8] = b"tessera-bench-baseline-secret-of-32-bytes-or-more";
 const JWT_ISSUER: &str = "tessera-bench";
@@ -50,6 +55,50 @@ struct Me {
     id: uuid::Uuid,
     username: String,
     created_at: String,
+}
+
+/// The lengths of Tessera's tokens as the bench's server issues them: an
+/// HS256 access token with its claims (the default issuer and audience) and a
+/// refresh token, `tsr_` and 96 base64url characters. Measured from the
+/// server; a change to either format needs them changed here.
+const ACCESS_TOKEN_LEN: usize = 467;
+const REFRESH_TOKEN_LEN: usize = 100;
+
+/// What `/refresh` parses: the body of Tessera's refresh request.
+#[derive(Debug, Deserialize)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+/// What `/refresh` answers: Tessera's TokenPair, its fields in the order
+/// the server writes them, its strings as long as the real ones, its
+/// numbers the default settings' (`access_ttl_secs`, `idle_timeout_secs`).
+#[derive(Debug, Clone, Serialize)]
+struct Refreshed {
+    access_token: String,
+    expires_in: u64,
+    refresh_expires_in: u64,
+    refresh_token: String,
+    session_id: uuid::Uuid,
+    token_type: &'static str,
+}
+
+impl Refreshed {
+    fn new() -> Self {
+        Refreshed {
+            access_token: "a".repeat(ACCESS_TOKEN_LEN),
+            expires_in: 900,
+            refresh_expires_in: 3600,
+            refresh_token: placeholder_refresh_token(),
+            session_id: uuid::Uuid::now_v7(),
+            token_type: "Bearer",
+        }
+    }
+}
+
+/// A string as long as a Tessera refresh token.
+fn placeholder_refresh_token() -> String {
+    format!("tsr_{}", "r".repeat(REFRESH_TOKEN_LEN - 4))
 }
 
 /// The bearer check a real endpoint does: pinned algorithm, `exp`, `iss`, `aud`.
@@ -117,6 +166,47 @@ fn me_bearer(request: &Request, me: Data<&Me>, check: Data<&Arc<BearerCheck>>) -
     }
 }
 
+/// Parses the JSON body and answers the token pair; a token of the wrong
+/// length is refused, as Tessera refuses one it cannot parse.
+#[handler]
+fn refresh(body: Json<RefreshBody>, refreshed: Data<&Refreshed>) -> poem::Response {
+    use poem::IntoResponse;
+    if body.refresh_token.len() == REFRESH_TOKEN_LEN {
+        Json(refreshed.0.clone()).into_response()
+    } else {
+        StatusCode::BAD_REQUEST.into_response()
+    }
+}
+
+/// `framework-post`'s connection: the `refresh` scenario's own client code
+/// against `/refresh`, presenting the token the last answer handed out.
+pub struct RefreshExchange {
+    client: http::Client,
+    refresh_token: String,
+}
+
+impl RefreshExchange {
+    pub fn new(addr: SocketAddr) -> Self {
+        RefreshExchange {
+            client: http::Client::new(addr),
+            refresh_token: placeholder_refresh_token(),
+        }
+    }
+}
+
+impl Connection for RefreshExchange {
+    async fn request(&mut self) -> Outcome {
+        let pair =
+            crate::tessera::refresh(&mut self.client, "/refresh", &self.refresh_token).await?;
+        self.refresh_token = pair.refresh_token;
+        Ok(Answer::Served)
+    }
+
+    fn reconnects(&self) -> u64 {
+        self.client.reconnects()
+    }
+}
+
 /// The bare framework server, on its own runtime and threads.
 pub struct FrameworkServer {
     pub addr: SocketAddr,
@@ -125,7 +215,7 @@ pub struct FrameworkServer {
 }
 
 impl FrameworkServer {
-    /// Starts serving `/me` (plain) and `/me-bearer` (checked).
+    /// Starts serving `/me` (plain), `/me-bearer` (checked) and `/refresh`.
     ///
     /// Its own multi-threaded runtime (as many workers as Tessera's default)
     /// means the server does not share the load generator's workers: the
@@ -159,7 +249,9 @@ impl FrameworkServer {
                     let app = Route::new()
                         .at("/me", get(me_plain))
                         .at("/me-bearer", get(me_bearer))
+                        .at("/refresh", post(refresh))
                         .data(me)
+                        .data(Refreshed::new())
                         .data(Arc::new(BearerCheck::new()));
                     let stopped = async move {
                         let _ = stop_rx.await;
@@ -205,16 +297,22 @@ fn argon2() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
+/// The PHC string of the bench's password at Tessera's cost, as the server
+/// stores it (a new salt each call).
+pub fn password_hash() -> String {
+    argon2()
+        .hash_password(crate::tessera::PASSWORD.as_bytes())
+        .expect("hashing a password works")
+        .to_string()
+}
+
 /// Argon2id verifications, one OS thread per core, over one window.
 ///
 /// Blocking threads, not tasks: this is the CPU ceiling with nothing else
 /// running, which a server that hashes on all cores can at best approach.
 pub fn hashing(threads: usize, warmup: Duration, duration: Duration) -> Measurement {
     let password = crate::tessera::PASSWORD.as_bytes();
-    let stored = argon2()
-        .hash_password(password)
-        .expect("hashing a password works")
-        .to_string();
+    let stored = password_hash();
     let window = Window::starting_now(warmup, duration);
     let recorders = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -274,8 +372,14 @@ impl StorageScripts {
     }
 }
 
-/// A session's keys as the server lays them out under its prefix `P`: the
-/// session hash `P{user}:session:{session}`, the user's index
+/// An id as the server's keys and scripts write it: its 16 bytes in
+/// base64url, 22 characters (`sessions/layout.rs`).
+fn compact(id: uuid::Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+/// A session's keys as the server lays them out under its prefix `P`, ids
+/// [`compact`]: the session hash `P{user}:s:{session}`, the user's index
 /// `P{user}:sessions` and session epoch `P{user}:epoch` (the braces are
 /// Redis Cluster hash tags).
 struct SessionKeys {
@@ -286,13 +390,14 @@ struct SessionKeys {
 }
 
 impl SessionKeys {
-    fn new(prefix: &str, user_id: &str, session_id: &str) -> Self {
-        let session_prefix = format!("{prefix}{{{user_id}}}:session:");
+    fn new(prefix: &str, user: uuid::Uuid, session_id: &str) -> Self {
+        let user = compact(user);
+        let session_prefix = format!("{prefix}{{{user}}}:s:");
         SessionKeys {
             session: format!("{session_prefix}{session_id}"),
             session_prefix,
-            index: format!("{prefix}{{{user_id}}}:sessions"),
-            epoch: format!("{prefix}{{{user_id}}}:epoch"),
+            index: format!("{prefix}{{{user}}}:sessions"),
+            epoch: format!("{prefix}{{{user}}}:epoch"),
         }
     }
 }
@@ -304,7 +409,8 @@ pub struct StorageConnection {
     redis: MultiplexedConnection,
     scripts: Arc<StorageScripts>,
     prefix: String,
-    user_id: String,
+    user: uuid::Uuid,
+    /// [`compact`].
     session_id: String,
     keys: SessionKeys,
     /// The generation the last rotation handed out: the one to present next.
@@ -318,14 +424,14 @@ impl StorageConnection {
         scripts: Arc<StorageScripts>,
         prefix: &str,
     ) -> Result<Self, String> {
-        let user_id = uuid::Uuid::now_v7().to_string();
-        let session_id = uuid::Uuid::now_v7().to_string();
+        let user = uuid::Uuid::now_v7();
+        let session_id = compact(uuid::Uuid::now_v7());
         let mut connection = StorageConnection {
-            keys: SessionKeys::new(prefix, &user_id, &session_id),
+            keys: SessionKeys::new(prefix, user, &session_id),
             redis,
             scripts,
             prefix: prefix.to_string(),
-            user_id,
+            user,
             session_id,
             generation: 0,
         };
@@ -341,7 +447,6 @@ impl StorageConnection {
             .key(&self.keys.index)
             .key(&self.keys.epoch)
             .arg(&self.session_id)
-            .arg(&self.user_id)
             .arg(IDLE_TIMEOUT_MS)
             .arg(ABSOLUTE_LIFETIME_MS)
             .arg("")
@@ -372,29 +477,29 @@ impl StorageConnection {
             .arg(REUSE_GRACE_MS)
             .arg(REFRESHES_PER_WINDOW)
             .arg(REFRESH_WINDOW_MS)
+            .arg(ABSOLUTE_LIFETIME_MS)
             .invoke_async(&mut self.redis)
             .await
             .map_err(|err| format!("storage: rotate: {err}"))?;
-        self.generation = rotated(&reply, &self.user_id)?;
+        self.generation = rotated(&reply)?;
         Ok(())
     }
 }
 
-/// The generation a rotation handed out, read as the server reads it; any
-/// status but `rotated` is an error (each task presents its current token).
-fn rotated(reply: &[redis::Value], user_id: &str) -> Result<u64, String> {
+/// The generation a rotation handed out, read as the server reads it (with
+/// the idle expiry and how and when the session signed in); any status but
+/// `rotated` is an error (each task presents its current token).
+fn rotated(reply: &[redis::Value]) -> Result<u64, String> {
     let field = |i: usize| reply.get(i).cloned().unwrap_or(redis::Value::Nil);
     let bad = |what: &str| format!("storage: rotate: bad {what}");
     let status: String = redis::from_redis_value(field(0)).map_err(|_| bad("status"))?;
     if status != "rotated" {
         return Err(format!("storage: rotate: {status}"));
     }
-    let user: String = redis::from_redis_value(field(1)).map_err(|_| bad("user id"))?;
-    let generation: u64 = redis::from_redis_value(field(2)).map_err(|_| bad("generation"))?;
-    let _idle_ms: u64 = redis::from_redis_value(field(3)).map_err(|_| bad("idle expiry"))?;
-    if user != user_id {
-        return Err(bad("user id"));
-    }
+    let generation: u64 = redis::from_redis_value(field(1)).map_err(|_| bad("generation"))?;
+    let _idle_ms: u64 = redis::from_redis_value(field(2)).map_err(|_| bad("idle expiry"))?;
+    let _amr: String = redis::from_redis_value(field(3)).map_err(|_| bad("amr"))?;
+    let _auth_time: i64 = redis::from_redis_value(field(4)).map_err(|_| bad("auth time"))?;
     Ok(generation)
 }
 
@@ -405,8 +510,8 @@ impl Connection for StorageConnection {
             // The chain is broken (or the session gone): start a new session,
             // so one failure shows as one error, as the refresh scenario's
             // sign-in again does.
-            let session_id = uuid::Uuid::now_v7().to_string();
-            self.keys = SessionKeys::new(&self.prefix, &self.user_id, &session_id);
+            let session_id = compact(uuid::Uuid::now_v7());
+            self.keys = SessionKeys::new(&self.prefix, self.user, &session_id);
             self.session_id = session_id;
             let _ = self.create().await;
         }
@@ -439,27 +544,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_follow_the_server_layout() {
-        let user = "01a23640-52af-7675-a5fd-cf3ad7263683";
-        let session = "01a23640-52af-7675-a5fd-cf3b4a3ac26a";
-        let keys = SessionKeys::new("P:", user, session);
-        assert_eq!(keys.session, format!("P:{{{user}}}:session:{session}"));
-        assert_eq!(keys.index, format!("P:{{{user}}}:sessions"));
-        assert_eq!(keys.epoch, format!("P:{{{user}}}:epoch"));
+    fn the_refresh_exchange_is_as_long_as_tessera_s() {
+        // Sizes of a refresh answered by the bench's server (default settings).
+        let request = serde_json::json!({ "refresh_token": placeholder_refresh_token() });
+        assert_eq!(request.to_string().len(), 120);
+        let answer = serde_json::to_string(&Refreshed::new()).unwrap();
+        assert_eq!(answer.len(), 722, "{answer}");
     }
 
-    fn reply(status: &str, user: &str, generation: i64) -> Vec<Value> {
+    #[test]
+    fn keys_follow_the_server_layout() {
+        let user: uuid::Uuid = "01a23640-52af-7675-a5fd-cf3ad7263683".parse().unwrap();
+        let (compact_user, session) = ("AaI2QFKvdnWl_c861yY2gw", "AaI2QFKvdnWl_c87SjrCag");
+        assert_eq!(compact(user), compact_user);
+        let keys = SessionKeys::new("P:", user, session);
+        assert_eq!(keys.session, format!("P:{{{compact_user}}}:s:{session}"));
+        assert_eq!(keys.session_prefix, format!("P:{{{compact_user}}}:s:"));
+        assert_eq!(keys.index, format!("P:{{{compact_user}}}:sessions"));
+        assert_eq!(keys.epoch, format!("P:{{{compact_user}}}:epoch"));
+    }
+
+    fn reply(status: &str, generation: i64) -> Vec<Value> {
         vec![
             Value::BulkString(status.into()),
-            Value::BulkString(user.into()),
             Value::Int(generation),
             Value::Int(3_600_000),
+            Value::BulkString("p".into()),
+            Value::BulkString("1796407672".into()),
         ]
     }
 
     #[test]
     fn a_rotation_hands_out_the_next_generation() {
-        assert_eq!(rotated(&reply("rotated", "u", 8), "u"), Ok(8));
+        assert_eq!(rotated(&reply("rotated", 8)), Ok(8));
     }
 
     #[test]
@@ -467,11 +584,11 @@ mod tests {
         for status in ["converged", "invalid", "reused"] {
             let only_status = [Value::BulkString(status.into())];
             assert_eq!(
-                rotated(&only_status, "u"),
+                rotated(&only_status),
                 Err(format!("storage: rotate: {status}"))
             );
         }
-        assert!(rotated(&reply("rotated", "someone else", 1), "u").is_err());
-        assert!(rotated(&[Value::Int(1)], "u").is_err());
+        assert!(rotated(&reply("rotated", 1)[..3]).is_err());
+        assert!(rotated(&[Value::Int(1)]).is_err());
     }
 }

@@ -3,6 +3,7 @@
 //! writes JSON.
 
 mod baseline;
+mod database;
 mod http;
 mod load;
 mod report;
@@ -18,9 +19,11 @@ use std::time::Duration;
 use clap::Parser;
 use redis::aio::MultiplexedConnection;
 
+use crate::baseline::RefreshExchange;
+use crate::database::{Backend, FilledUsers, RunDatabase};
 use crate::http::BearerGet;
 use crate::load::{Measurement, Window};
-use crate::report::{FloodResult, Report, ScenarioResult, ServerReport};
+use crate::report::{DatabaseReport, FloodResult, Report, ScenarioResult, ServerReport};
 use crate::scenario::{FLOOD_ME_CONNECTIONS, Plan, Scenario, Step};
 use crate::server::{Server, ServerOptions};
 use crate::tessera::{
@@ -30,19 +33,21 @@ use crate::tessera::{
 
 const LONG_ABOUT: &str = "\
 Load-tests Tessera's release binary and, in the same run, the baselines that
-bound it: a bare poem server (plain and behind an HS256 bearer check), Argon2id
-verifications per core, and the Redis round-trip of one refresh.
+bound it: a bare poem server (plain, behind an HS256 bearer check, and a JSON
+POST the size of a refresh), Argon2id verifications per core, and the Redis
+round-trip of one refresh.
 
 It builds nothing. From the workspace root, the one command is:
 
     cargo build --release --workspace && target/release/tessera-bench
 
 It starts target/release/tessera on a free port with a temporary SQLite
-database, rate limits on but out of reach and a random Redis key prefix
-(Redis must run at --redis-url), and removes all of it at the end. Each
-Tessera scenario is followed at once by its baseline, while the server sits
-idle, so each ratio compares measurements taken back to back. Results: a
-table on stdout and JSON in --out.";
+database (or one of its own on the PostgreSQL server of --database-url),
+rate limits on but out of reach and a random Redis key prefix (Redis must
+run at --redis-url), and removes all of it at the end. Each Tessera
+scenario is followed at once by its baselines, while the server sits idle,
+so each ratio compares measurements taken back to back. Results: a table on
+stdout and JSON in --out.";
 
 /// Usernames a guessing flood sprays: each stays under the per-username
 /// limit for a while, so only the per-IP budget stops the flood early.
@@ -88,6 +93,17 @@ struct Cli {
     /// Redis used by the server and the storage baseline
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
+    /// A PostgreSQL server for Tessera, e.g.
+    /// postgres://postgres@127.0.0.1:5432/test: the bench creates a database
+    /// of the run's own there (through the URL's database) and drops it at
+    /// the end [default: a temporary SQLite file]
+    #[arg(long, value_parser = database::postgres_url)]
+    database_url: Option<String>,
+    /// Users to add by SQL, in bulk, once the server has migrated its
+    /// database and before seeding; then ANALYZE and the query plans of the
+    /// server's statements on `users`
+    #[arg(long, default_value_t = 0)]
+    users: u64,
 }
 
 /// The settings every scenario runs with.
@@ -101,6 +117,10 @@ struct Run {
     connections: Option<usize>,
     /// `--flood-guesses`.
     flood_guesses: bool,
+    /// `--database-url`.
+    database_url: Option<String>,
+    /// `--users`.
+    users: u64,
 }
 
 impl Run {
@@ -113,6 +133,14 @@ impl Run {
             Some(n) if scenario == Scenario::Hashing => n.min(self.cores),
             Some(n) => n,
             None => scenario.connections(self.cores),
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        if self.database_url.is_some() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
         }
     }
 
@@ -150,6 +178,8 @@ async fn main() -> ExitCode {
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         connections: cli.connections.map(usize::from),
         flood_guesses: cli.flood_guesses,
+        database_url: cli.database_url.clone(),
+        users: cli.users,
     };
     let plan = scenario::plan(&cli.scenarios);
 
@@ -161,6 +191,7 @@ async fn main() -> ExitCode {
         warmup_secs,
         smoke: cli.smoke,
         server: None,
+        database: None,
         scenarios: Vec::new(),
         redis_keys_deleted: None,
     };
@@ -179,9 +210,7 @@ async fn main() -> ExitCode {
             redis_url: cli.redis_url.clone(),
             key_prefix: run.key_prefix.clone(),
         };
-        let (server_report, results) = run_paired(&run, &options, &plan, &redis).await;
-        report.server = server_report;
-        report.scenarios.extend(results);
+        run_paired(&run, &options, &plan, &redis, &mut report).await;
     }
     for &baseline in &plan.standalone {
         let step = Step::alone(baseline);
@@ -235,17 +264,31 @@ async fn connect_redis(url: &str) -> Result<MultiplexedConnection, String> {
 }
 
 /// Runs the plan's paired steps with the server up: each Tessera scenario,
-/// then its baseline while the server sits idle. Stops the server at the end.
-/// A server or seeding failure fails the Tessera scenarios only: the
-/// baselines still run.
+/// then its baselines while the server sits idle, into `report`. Stops the
+/// server at the end and drops the database made for the run, if any. A
+/// database, server or seeding failure fails the Tessera scenarios only:
+/// the baselines still run.
 async fn run_paired(
     run: &Run,
     options: &ServerOptions,
     plan: &Plan,
     redis: &Result<MultiplexedConnection, String>,
-) -> (Option<ServerReport>, Vec<ScenarioResult>) {
-    let mut server = SeededServer::start(run, options, &plan.tessera()).await;
-    let mut results = Vec::new();
+    report: &mut Report,
+) {
+    let database = match &run.database_url {
+        Some(url) => RunDatabase::create(url, &run.run_id).await.map(Some),
+        None => Ok(None),
+    };
+    let mut server = match &database {
+        Ok(database) => {
+            let url = database.as_ref().map(|database| database.url.as_str());
+            SeededServer::start(run, options, url, &plan.tessera()).await
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            Err(err.clone())
+        }
+    };
     for &step in &plan.paired {
         run.progress(step);
         let connections = run.connections(step.scenario);
@@ -258,13 +301,27 @@ async fn run_paired(
                 Err(err) => ScenarioResult::new(step, connections, Err(err.clone())),
             }
         };
-        results.push(result);
+        report.scenarios.push(result);
     }
-    let server_report = match server {
-        Ok(server) => Some(server.stop().await),
-        Err(_) => None,
+    let mut database_report = DatabaseReport {
+        backend: run.backend(),
+        name: None,
+        drop_error: None,
+        users: None,
     };
-    (server_report, results)
+    if let Ok(mut server) = server {
+        database_report.users = server.users.take();
+        report.server = Some(server.stop().await);
+    }
+    // After the server has stopped: PostgreSQL drops no database in use.
+    if let Ok(Some(database)) = database {
+        database_report.name = Some(database.name.clone());
+        database_report.drop_error = database.remove().await.err();
+        if let Some(err) = &database_report.drop_error {
+            eprintln!("warning: {err}");
+        }
+    }
+    report.database = Some(database_report);
 }
 
 /// The Tessera server, seeded for the run's scenarios.
@@ -275,19 +332,25 @@ struct SeededServer {
     /// but `signup`).
     fixture: Result<Fixture, String>,
     report: ServerReport,
+    /// `--users`: what the bench added by SQL before seeding.
+    users: Option<FilledUsers>,
 }
 
 impl SeededServer {
-    /// Starts the server and seeds what `scenarios` need.
+    /// Starts the server on the database at `database_url` (none: SQLite),
+    /// adds `--users` and seeds what `scenarios` need.
     async fn start(
         run: &Run,
         options: &ServerOptions,
+        database_url: Option<&str>,
         scenarios: &[Scenario],
     ) -> Result<Self, String> {
         eprintln!("starting {}", options.binary.display());
-        let server = Server::start(options).await.inspect_err(|err| {
-            eprintln!("{err}");
-        })?;
+        let server = Server::start(options, database_url)
+            .await
+            .inspect_err(|err| {
+                eprintln!("{err}");
+            })?;
         let mut report = ServerReport {
             binary: options.binary.display().to_string(),
             ready_ms: server.ready_time.as_secs_f64() * 1000.0,
@@ -298,6 +361,7 @@ impl SeededServer {
             "server ready at http://{} in {:.1} ms",
             server.addr, report.ready_ms
         );
+        let users = add_users(run, &server).await?;
 
         let api = Api { addr: server.addr };
         let connections = |s: Scenario| {
@@ -345,6 +409,7 @@ impl SeededServer {
             api,
             fixture,
             report,
+            users,
         })
     }
 
@@ -388,6 +453,25 @@ impl SeededServer {
         }
         self.report
     }
+}
+
+/// `--users`: fills the server's (migrated) database before seeding; a
+/// failure fails the Tessera scenarios, which would not measure what was
+/// asked for.
+async fn add_users(run: &Run, server: &Server) -> Result<Option<FilledUsers>, String> {
+    if run.users == 0 {
+        return Ok(None);
+    }
+    eprintln!("adding {} users by SQL", run.users);
+    let hash = baseline::password_hash();
+    let filled = database::fill_users(&server.database_url, run.users, &run.run_id, &hash)
+        .await
+        .inspect_err(|err| eprintln!("{err}"))?;
+    eprintln!(
+        "added in {:.1} s, ANALYZE {:.1} s",
+        filled.fill_secs, filled.analyze_secs
+    );
+    Ok(Some(filled))
 }
 
 /// Keeps the server's `VmHWM` so far in its report.
@@ -484,26 +568,8 @@ async fn run_baseline(
     let count = run.connections(scenario);
     let (warmup, duration) = (run.warmup, run.duration);
     match scenario {
-        Scenario::Framework | Scenario::FrameworkBearer => {
-            // A username as long as the seeded ones, so the bodies match in size.
-            let username = Credentials::seeded(0, &run.run_id).username;
-            let server = baseline::FrameworkServer::start(&username)
-                .map_err(|err| format!("baseline server: {err}"))?;
-            let path = if scenario == Scenario::Framework {
-                "/me"
-            } else {
-                "/me-bearer"
-            };
-            // The same header either way: the plain run only skips checking it.
-            let token = baseline::baseline_token();
-            let connections = (0..count)
-                .map(|_| BearerGet::new(server.addr, path, &token))
-                .collect();
-            let measurement = load::run(connections, warmup, duration).await;
-            tokio::task::spawn_blocking(move || server.stop())
-                .await
-                .map_err(|err| err.to_string())?;
-            Ok(measurement)
+        Scenario::Framework | Scenario::FrameworkBearer | Scenario::FrameworkPost => {
+            run_framework(run, scenario).await
         }
         Scenario::Hashing => {
             tokio::task::spawn_blocking(move || baseline::hashing(count, warmup, duration))
@@ -517,6 +583,36 @@ async fn run_baseline(
         }
         _ => unreachable!("{} is not a baseline", scenario.name()),
     }
+}
+
+/// A framework baseline, against a bare framework server of its own.
+async fn run_framework(run: &Run, scenario: Scenario) -> Result<Measurement, String> {
+    let count = run.connections(scenario);
+    // A username as long as the seeded ones, so the bodies match in size.
+    let username = Credentials::seeded(0, &run.run_id).username;
+    let server = baseline::FrameworkServer::start(&username)
+        .map_err(|err| format!("baseline server: {err}"))?;
+    let addr = server.addr;
+    let measurement = if scenario == Scenario::FrameworkPost {
+        let connections = (0..count).map(|_| RefreshExchange::new(addr)).collect();
+        load::run(connections, run.warmup, run.duration).await
+    } else {
+        let path = if scenario == Scenario::Framework {
+            "/me"
+        } else {
+            "/me-bearer"
+        };
+        // The same header either way: the plain run only skips checking it.
+        let token = baseline::baseline_token();
+        let connections = (0..count)
+            .map(|_| BearerGet::new(addr, path, &token))
+            .collect();
+        load::run(connections, run.warmup, run.duration).await
+    };
+    tokio::task::spawn_blocking(move || server.stop())
+        .await
+        .map_err(|err| err.to_string())?;
+    Ok(measurement)
 }
 
 /// Deletes every key under this run's prefix (the server's and the storage

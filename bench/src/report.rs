@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::database::{Backend, FilledUsers};
 use crate::load::Measurement;
 use crate::scenario::{Scenario, Step};
 
@@ -17,8 +18,20 @@ pub struct Report {
     pub warmup_secs: u64,
     pub smoke: bool,
     pub server: Option<ServerReport>,
+    /// The server's database; `None` when no Tessera scenario ran.
+    pub database: Option<DatabaseReport>,
     pub scenarios: Vec<ScenarioResult>,
     pub redis_keys_deleted: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DatabaseReport {
+    pub backend: Backend,
+    /// PostgreSQL: the database made for the run, dropped at its end.
+    pub name: Option<String>,
+    pub drop_error: Option<String>,
+    /// `--users`: what was added, and the plans of the hot statements.
+    pub users: Option<FilledUsers>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -52,13 +65,22 @@ pub struct ScenarioResult {
     pub measurement: Option<Measurement>,
     /// Why the scenario could not run (server or seeding failure).
     pub failure: Option<String>,
-    pub baseline: Option<&'static str>,
-    /// requests/s of this scenario over requests/s of its baseline, as
-    /// measured right after it (the baseline result paired with this one).
-    pub ratio_to_baseline: Option<f64>,
+    /// The baselines this scenario is read against, each with its ratio.
+    pub baselines: Vec<Ratio>,
     /// `flood` only; its `measurement` is that of the sign-ins (`requests`
     /// accepted ones, `shed` the 503s).
     pub flood: Option<FloodResult>,
+}
+
+/// A Tessera scenario against one of its baselines.
+#[derive(Debug, PartialEq, Serialize)]
+pub struct Ratio {
+    /// The baseline.
+    pub name: &'static str,
+    /// requests/s of the scenario over requests/s of the baseline, as
+    /// measured right after it (the baseline result paired with this one);
+    /// `None` where either did not run.
+    pub ratio: Option<f64>,
 }
 
 /// What `flood` shows: how many sign-ins get through and how fast the rest
@@ -112,8 +134,14 @@ impl ScenarioResult {
             connections,
             measurement,
             failure,
-            baseline: scenario.baseline().map(Scenario::name),
-            ratio_to_baseline: None,
+            baselines: scenario
+                .baselines()
+                .iter()
+                .map(|baseline| Ratio {
+                    name: baseline.name(),
+                    ratio: None,
+                })
+                .collect(),
             flood: None,
         }
     }
@@ -126,22 +154,30 @@ impl ScenarioResult {
 }
 
 impl Report {
-    /// Fills in each scenario's ratio to its baseline, measured right after
-    /// it, where both ran.
+    /// Fills in each scenario's ratio to each of its baselines, measured
+    /// right after it, where both ran.
     pub fn compute_ratios(&mut self) {
-        for i in 0..self.scenarios.len() {
-            let scenario = &self.scenarios[i];
-            let ratio = scenario.baseline.and_then(|baseline| {
-                let own = scenario.measurement.as_ref()?.requests_per_sec;
-                let paired = self
-                    .scenarios
-                    .iter()
-                    .find(|s| s.name == baseline && s.paired_with == Some(scenario.name))?;
-                let base = paired.measurement.as_ref()?.requests_per_sec;
-                (base > 0.0).then(|| own / base)
-            });
-            self.scenarios[i].ratio_to_baseline = ratio;
+        let ratios: Vec<Vec<Option<f64>>> = self
+            .scenarios
+            .iter()
+            .map(|s| s.baselines.iter().map(|b| self.ratio(s, b.name)).collect())
+            .collect();
+        for (scenario, ratios) in self.scenarios.iter_mut().zip(ratios) {
+            for (baseline, ratio) in scenario.baselines.iter_mut().zip(ratios) {
+                baseline.ratio = ratio;
+            }
         }
+    }
+
+    /// `scenario`'s requests/s over those of `baseline` measured right after it.
+    fn ratio(&self, scenario: &ScenarioResult, baseline: &str) -> Option<f64> {
+        let own = scenario.measurement.as_ref()?.requests_per_sec;
+        let paired = self
+            .scenarios
+            .iter()
+            .find(|s| s.name == baseline && s.paired_with == Some(scenario.name))?;
+        let base = paired.measurement.as_ref()?.requests_per_sec;
+        (base > 0.0).then(|| own / base)
     }
 
     pub fn table(&self) -> String {
@@ -180,14 +216,9 @@ impl Report {
                 );
                 write_numbers(&mut out, &flood.me);
             }
-            match (s.ratio_to_baseline, s.baseline) {
-                (Some(ratio), Some(baseline)) => {
-                    let _ = write!(out, "  {ratio:.3} x {baseline}");
-                }
-                (None, Some(baseline)) => {
-                    let _ = write!(out, "  ({baseline} not measured)");
-                }
-                _ => {}
+            let versus: Vec<String> = s.baselines.iter().map(Ratio::to_string).collect();
+            if !versus.is_empty() {
+                let _ = write!(out, "  {}", versus.join(", "));
             }
             out.push('\n');
         }
@@ -208,6 +239,9 @@ impl Report {
             if let Some(rss) = s.flood.as_ref().and_then(|f| f.server_peak_rss_kib) {
                 let _ = writeln!(out, "{}: server peak RSS {}", s.name, mib(rss));
             }
+        }
+        if let Some(database) = &self.database {
+            write_database(&mut out, database);
         }
         if let Some(server) = &self.server {
             let _ = writeln!(out, "\nserver: ready in {:.1} ms", server.ready_ms);
@@ -243,6 +277,48 @@ impl Report {
         let json = serde_json::to_string_pretty(self).expect("the report serialises");
         std::fs::write(path, json + "\n")
             .map_err(|err| format!("writing {}: {err}", path.display()))
+    }
+}
+
+impl std::fmt::Display for Ratio {
+    /// `0.412 x storage`, or `(storage not measured)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.ratio {
+            Some(ratio) => write!(f, "{ratio:.3} x {}", self.name),
+            None => write!(f, "({} not measured)", self.name),
+        }
+    }
+}
+
+/// The backend, and with `--users` the fill and the plans.
+fn write_database(out: &mut String, database: &DatabaseReport) {
+    let _ = write!(out, "\ndatabase: {}", database.backend.name());
+    match (&database.name, &database.drop_error) {
+        (Some(name), None) => {
+            let _ = write!(out, " ({name}, dropped)");
+        }
+        (Some(name), Some(err)) => {
+            let _ = write!(out, " ({name}, NOT dropped: {err})");
+        }
+        (None, _) => {}
+    }
+    out.push('\n');
+    let Some(users) = &database.users else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "database: {} users added in {:.1} s, ANALYZE {:.1} s",
+        users.count, users.fill_secs, users.analyze_secs
+    );
+    for plan in &users.plans {
+        let _ = writeln!(out, "plan of {}:", plan.statement);
+        if plan.plan.is_empty() {
+            let _ = writeln!(out, "  (no rows)");
+        }
+        for line in &plan.plan {
+            let _ = writeln!(out, "  {line}");
+        }
     }
 }
 
@@ -295,6 +371,7 @@ mod tests {
             warmup_secs: 0,
             smoke: false,
             server: None,
+            database: None,
             scenarios,
             redis_keys_deleted: None,
         }
@@ -313,7 +390,7 @@ mod tests {
         let ratios: Vec<_> = report
             .scenarios
             .iter()
-            .map(|s| s.ratio_to_baseline)
+            .map(|s| s.baselines.first().and_then(|b| b.ratio))
             .collect();
         assert_eq!(ratios, [Some(0.5), None, Some(0.8), None, None]);
         let table = report.table();
@@ -332,7 +409,35 @@ mod tests {
             ),
         ]);
         report.compute_ratios();
-        assert_eq!(report.scenarios[0].ratio_to_baseline, None);
+        let storage = Ratio {
+            name: "storage",
+            ratio: None,
+        };
+        assert_eq!(report.scenarios[0].baselines[0], storage);
         assert!(report.table().contains("(storage not measured)"));
+    }
+
+    #[test]
+    fn refresh_shows_its_ratio_to_each_baseline() {
+        let mut report = report(vec![
+            measured(Step::alone(Refresh), 50.0),
+            measured(Step::after(Storage, Refresh), 200.0),
+            measured(Step::after(FrameworkPost, Refresh), 500.0),
+        ]);
+        report.compute_ratios();
+        let ratios: Vec<_> = report.scenarios[0]
+            .baselines
+            .iter()
+            .map(|b| (b.name, b.ratio))
+            .collect();
+        assert_eq!(
+            ratios,
+            [("storage", Some(0.25)), ("framework-post", Some(0.1))]
+        );
+        let table = report.table();
+        assert!(
+            table.contains("0.250 x storage, 0.100 x framework-post"),
+            "{table}"
+        );
     }
 }

@@ -30,6 +30,9 @@ pub enum Scenario {
     Framework,
     /// Baseline: the same behind an HS256 bearer check.
     FrameworkBearer,
+    /// Baseline: a bare poem server's POST /refresh, a JSON body in and out
+    /// shaped like Tessera's refresh.
+    FrameworkPost,
     /// Baseline: Argon2id verifications (m=19456 KiB, t=2, p=1), one thread per core.
     Hashing,
     /// Baseline: one refresh's Redis round-trip (EVALSHA).
@@ -46,9 +49,10 @@ impl Scenario {
         Scenario::IntrospectAccess,
         Scenario::IntrospectRefresh,
     ];
-    pub const BASELINES: [Scenario; 4] = [
+    pub const BASELINES: [Scenario; 5] = [
         Scenario::Framework,
         Scenario::FrameworkBearer,
+        Scenario::FrameworkPost,
         Scenario::Hashing,
         Scenario::Storage,
     ];
@@ -65,6 +69,7 @@ impl Scenario {
             Scenario::Flood => "flood",
             Scenario::Framework => "framework",
             Scenario::FrameworkBearer => "framework-bearer",
+            Scenario::FrameworkPost => "framework-post",
             Scenario::Hashing => "hashing",
             Scenario::Storage => "storage",
         }
@@ -79,8 +84,9 @@ impl Scenario {
     ///
     /// Cheap requests get 64 so the server, not the client count, is the
     /// limit; hashing-bound and Redis-bound ones get 16, enough to keep every
-    /// hashing slot busy without queueing into Tessera's 503 limit; `flood`
-    /// gets 256 to overrun that limit (64 waiting by default) four times.
+    /// hashing slot busy without queueing into Tessera's 503 limit (and
+    /// `framework-post` as many as the `refresh` it is read against);
+    /// `flood` gets 256 to overrun that limit (64 waiting by default) four times.
     pub fn connections(self, cores: usize) -> usize {
         match self {
             Scenario::Flood => 256,
@@ -93,21 +99,25 @@ impl Scenario {
             | Scenario::Refresh
             | Scenario::Signup
             | Scenario::IntrospectRefresh
+            | Scenario::FrameworkPost
             | Scenario::Storage => 16,
             Scenario::Hashing => cores,
         }
     }
 
-    /// The baseline that bounds this scenario: a floor for the framework
-    /// (how fast the same answer could be), a ceiling for the work it must do.
-    pub fn baseline(self) -> Option<Scenario> {
+    /// The baselines that bound this scenario, in the order they run after
+    /// it: a floor for the framework (how fast the same answer could be), a
+    /// ceiling for the work it must do. `refresh` has both: its Redis call
+    /// and the bare framework's JSON exchange of the same size.
+    pub fn baselines(self) -> &'static [Scenario] {
         match self {
             Scenario::Me | Scenario::Mixed | Scenario::IntrospectAccess => {
-                Some(Scenario::FrameworkBearer)
+                &[Scenario::FrameworkBearer]
             }
-            Scenario::Signin | Scenario::Signup => Some(Scenario::Hashing),
-            Scenario::Refresh | Scenario::IntrospectRefresh => Some(Scenario::Storage),
-            _ => None,
+            Scenario::Signin | Scenario::Signup => &[Scenario::Hashing],
+            Scenario::Refresh => &[Scenario::Storage, Scenario::FrameworkPost],
+            Scenario::IntrospectRefresh => &[Scenario::Storage],
+            _ => &[],
         }
     }
 }
@@ -149,7 +159,7 @@ impl Step {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Plan {
     /// Run with the Tessera server up: each Tessera scenario, then at once
-    /// the baseline its ratio uses (so both see the machine in the same
+    /// the baselines its ratios use (so both see the machine in the same
     /// state), measured again after every scenario it serves.
     pub paired: Vec<Step>,
     /// Baselines asked for that no Tessera scenario in the run pairs with;
@@ -169,7 +179,7 @@ impl Plan {
 }
 
 /// The Tessera scenarios in the order asked (each once), each followed by
-/// its baseline; `framework`, if asked for, right after `framework-bearer`
+/// its baselines; `framework`, if asked for, right after `framework-bearer`
 /// when that follows `me`. Then, in a fixed order, the baselines asked for
 /// that none of them brought.
 pub fn plan(requested: &[Scenario]) -> Plan {
@@ -191,7 +201,7 @@ pub fn plan(requested: &[Scenario]) -> Plan {
     let mut paired = Vec::new();
     for scenario in tessera {
         paired.push(Step::alone(scenario));
-        if let Some(baseline) = scenario.baseline() {
+        for &baseline in scenario.baselines() {
             paired.push(Step::after(baseline, scenario));
         }
         // No ratio uses `framework`, but it is read against `framework-bearer`.
@@ -245,6 +255,7 @@ mod tests {
                     after(Hashing, Signin),
                     alone(Refresh),
                     after(Storage, Refresh),
+                    after(FrameworkPost, Refresh),
                     alone(Signup),
                     after(Hashing, Signup),
                     alone(Mixed),
@@ -341,9 +352,31 @@ mod tests {
         let plan = plan(&[Flood, Refresh]);
         assert_eq!(
             plan.paired,
-            vec![alone(Flood), alone(Refresh), after(Storage, Refresh)]
+            vec![
+                alone(Flood),
+                alone(Refresh),
+                after(Storage, Refresh),
+                after(FrameworkPost, Refresh),
+            ]
         );
         assert_eq!(plan.tessera(), vec![Flood, Refresh]);
+    }
+
+    #[test]
+    fn refresh_is_followed_by_both_its_baselines() {
+        assert_eq!(
+            plan(&[FrameworkPost, Refresh, Storage]),
+            Plan {
+                paired: vec![
+                    alone(Refresh),
+                    after(Storage, Refresh),
+                    after(FrameworkPost, Refresh),
+                ],
+                standalone: vec![],
+            }
+        );
+        assert_eq!(plan(&[FrameworkPost]).standalone, vec![FrameworkPost]);
+        assert_eq!(FrameworkPost.connections(2), Refresh.connections(2));
     }
 
     #[test]

@@ -49,15 +49,22 @@ pub struct Server {
     pid: u32,
     pub addr: SocketAddr,
     pub ready_time: Duration,
+    /// `TESSERA__DATABASE__URL`, for the bench to fill `users` through.
+    pub database_url: String,
     log_tail: LogTail,
-    // Holds the SQLite database; deleted on drop, after the child has exited.
+    // The server's working directory, holding the SQLite database if it has
+    // one; deleted on drop, after the child has exited.
     _data_dir: TempDir,
 }
 
 impl Server {
-    /// Spawns the server on a free port, with a fresh database, and waits
+    /// Spawns the server on a free port, with the database at
+    /// `database_url` (none: a fresh SQLite file in its temp dir), and waits
     /// until `/health/ready` answers 200.
-    pub async fn start(options: &ServerOptions) -> Result<Server, String> {
+    pub async fn start(
+        options: &ServerOptions,
+        database_url: Option<&str>,
+    ) -> Result<Server, String> {
         if !options.binary.is_file() {
             return Err(format!(
                 "server binary {} not found: build it first with `cargo build --release --workspace` \
@@ -78,7 +85,10 @@ impl Server {
             .prefix("tessera-bench-")
             .tempdir()
             .map_err(|err| format!("creating a temp dir: {err}"))?;
-        let database_url = format!("sqlite://{}/bench.db?mode=rwc", data_dir.path().display());
+        let database_url = database_url.map_or_else(
+            || format!("sqlite://{}/bench.db?mode=rwc", data_dir.path().display()),
+            str::to_string,
+        );
 
         let unreachable = UNREACHABLE_LIMIT.to_string();
         let introspection_client =
@@ -131,6 +141,7 @@ impl Server {
             pid,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             ready_time: Duration::ZERO,
+            database_url,
             log_tail,
             _data_dir: data_dir,
         };

@@ -81,9 +81,9 @@ struct RefreshRequest<'a> {
 
 /// The part of a TokenPair the load needs.
 #[derive(Debug, Deserialize)]
-struct TokenPair {
-    access_token: String,
-    refresh_token: String,
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
 }
 
 impl TokenPair {
@@ -147,10 +147,7 @@ impl Client {
     }
 
     async fn refresh(&mut self, refresh_token: &str) -> Result<TokenPair, String> {
-        let body = RefreshRequest { refresh_token };
-        let response = self.0.post_json(REFRESH, &body).await;
-        let response = response.map_err(|err| format!("refresh: {err}"))?;
-        TokenPair::parse("refresh", &response.success_body("refresh")?)
+        refresh(&mut self.0, REFRESH, refresh_token).await
     }
 
     async fn me(&mut self, access_token: &str) -> Outcome {
@@ -162,6 +159,20 @@ impl Client {
     fn reconnects(&self) -> u64 {
         self.0.reconnects()
     }
+}
+
+/// A refresh as the load sends it: `{"refresh_token": …}` to `path`, the
+/// answer read as a TokenPair. The `framework-post` baseline sends its own
+/// through this too, so both pay the same client cost per request.
+pub async fn refresh(
+    client: &mut http::Client,
+    path: &str,
+    refresh_token: &str,
+) -> Result<TokenPair, String> {
+    let body = RefreshRequest { refresh_token };
+    let response = client.post_json(path, &body).await;
+    let response = response.map_err(|err| format!("refresh: {err}"))?;
+    TokenPair::parse("refresh", &response.success_body("refresh")?)
 }
 
 /// One refresh chain: a signed-in session whose latest tokens are kept.
