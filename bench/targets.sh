@@ -45,6 +45,16 @@ for build in new ${OLD_BIN:+old}; do
 done
 run new-sqlite-1m --users 1000000 --scenarios me,signin,signup "$@"
 run new-postgres-1m --users 1000000 --database-url "$pg" --scenarios me,signin,signup "$@"
+# `me` answers the seeded users from the user cache: its database read, the
+# cache off, at both sizes.
+for users in 1000 1000000; do
+  for db in sqlite postgres; do
+    database=()
+    if [[ $db == postgres ]]; then database=(--database-url "$pg"); fi
+    TESSERA__SERVER__USER_CACHE_CAPACITY=0 run "new-$db-$users-uncached" \
+      --users "$users" "${database[@]}" --scenarios me "$@"
+  done
+done
 
 echo "== Redis memory per session" >&2
 python3 bench/scripts/session_memory.py 100000 | tee "$out/memory-new.txt"

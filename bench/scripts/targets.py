@@ -89,11 +89,14 @@ def main():
         for label, name, baseline in checks:
             cells = [f"{ratio(runs[b][db], name, baseline)} ({rate(runs[b][db], name)})" for b in builds]
             row([label, f"{db}, 1,000 users", *cells])
+    sizes = [("signin", "", "1k", "1m"), ("me", "", "1k", "1m"), ("signup", "", "1k", "1m"),
+             ("me", " (user cache off)", "1000-uncached", "1000000-uncached")]
     for db in ("sqlite", "postgres"):
-        small, large = load(f"new-{db}-1k"), load(f"new-{db}-1m")
-        for name in ("signin", "me", "signup"):
-            row([f"`{name}` with 1,000,000 users within 20 % of 1,000",
-                 f"{db}: {rate(large, name)}", size_change(small, large, name), *([""] * (len(builds) - 1))])
+        for name, note, small_run, large_run in sizes:
+            small, large = load(f"new-{db}-{small_run}"), load(f"new-{db}-{large_run}")
+            row([f"`{name}`{note}: 1,000,000 users within 20 % of 1,000", db,
+                 f"{rate(small, name)} → {rate(large, name)}: {size_change(small, large, name)}",
+                 *([""] * (len(builds) - 1))])
     row(["Redis memory per session ≤ 600 B", "100,000 sessions, 120-char UA",
          memory("new"), *([memory("old")] if len(builds) > 1 else [])])
     flood = {b: scenario(runs[b]["sqlite"], "flood") for b in builds}
