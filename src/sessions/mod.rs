@@ -29,7 +29,8 @@
 //! of it, and Redis keeps a small hash compact (a listpack) only while every
 //! value is at most `hash-max-listpack-value` bytes (64 by default), hence
 //! the user agent in pieces. 100,000 sessions with a 120-character user
-//! agent take about 600 bytes each, index included (BENCHMARKS.md).
+//! agent and an IPv4 address take 586 bytes each, index included
+//! (BENCHMARKS.md, `bench/scripts/session_memory.py`).
 //!
 //! Creation, rotation and the liveness check compare a session's epoch with
 //! the user's current one in the same script, so a session of an older
