@@ -17,18 +17,20 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local idle, absolute = tonumber(ARGV[2]), tonumber(ARGV[3])
 local expires = now + math.min(idle, absolute)
-redis.call('HSET', KEYS[1], 'c', now, 'u', now, 'g', 0, 'ip', ARGV[5],
-  'm', ARGV[9], 't', ARGV[10])
+local fields = {'c', now, 'u', now, 'g', 0, 'ip', ARGV[5], 'm', ARGV[9], 't', ARGV[10]}
 if epoch > 0 then
-  redis.call('HSET', KEYS[1], 'e', epoch)
+  table.insert(fields, 'e')
+  table.insert(fields, epoch)
 end
 -- The user agent in pieces no longer than Redis keeps in a compact hash
 -- (`hash-max-listpack-value`, 64 by default): one longer value would make
 -- the whole hash a hashtable, twice the size.
 local agent = ARGV[4]
 for i = 0, math.ceil(#agent / 64) - 1 do
-  redis.call('HSET', KEYS[1], 'a' .. i, string.sub(agent, i * 64 + 1, (i + 1) * 64))
+  table.insert(fields, 'a' .. i)
+  table.insert(fields, string.sub(agent, i * 64 + 1, (i + 1) * 64))
 end
+redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('PEXPIREAT', KEYS[1], expires)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 redis.call('ZADD', KEYS[2], expires, ARGV[1])

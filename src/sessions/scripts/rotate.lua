@@ -54,6 +54,12 @@ if limit > 0 then
   end
   used = used + 1
 end
+
+-- What this refresh changes in the hash, written in one command.
+local changes = {}
+if limit > 0 then
+  changes = {'n', used, 'w', window_end}
+end
 local status
 if presented == gen - 1 and now - last_used <= grace then
   -- `u` stays when the current generation was handed out, so the grace
@@ -62,13 +68,16 @@ if presented == gen - 1 and now - last_used <= grace then
 elseif presented == gen then
   status = ROTATED
   gen = gen + 1
-  redis.call('HSET', session, 'g', gen, 'u', now)
+  table.insert(changes, 'g')
+  table.insert(changes, gen)
+  table.insert(changes, 'u')
+  table.insert(changes, now)
 else
   revoke()
   return {REUSED}
 end
-if limit > 0 then
-  redis.call('HSET', session, 'n', used, 'w', window_end)
+if #changes > 0 then
+  redis.call('HSET', session, unpack(changes))
 end
 
 -- Every successful refresh restarts the idle timer, never past the absolute lifetime.
