@@ -18,8 +18,6 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{SecondsFormat, Utc};
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use poem::http::StatusCode;
@@ -28,6 +26,7 @@ use poem::web::{Data, Json};
 use poem::{EndpointExt, Request, Route, get, handler, post};
 use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
+use tessera::sessions::layout::{CompactId, Key};
 use tokio::sync::oneshot;
 
 use crate::http;
@@ -372,16 +371,8 @@ impl StorageScripts {
     }
 }
 
-/// An id as the server's keys and scripts write it: its 16 bytes in
-/// base64url, 22 characters (`sessions/layout.rs`).
-fn compact(id: uuid::Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(id.as_bytes())
-}
-
-/// A session's keys as the server lays them out under its prefix `P`, ids
-/// [`compact`]: the session hash `P{user}:s:{session}`, the user's index
-/// `P{user}:sessions` and session epoch `P{user}:epoch` (the braces are
-/// Redis Cluster hash tags).
+/// A session's keys under the server's prefix, named by the server's own
+/// [`Key`].
 struct SessionKeys {
     session_prefix: String,
     session: String,
@@ -390,14 +381,12 @@ struct SessionKeys {
 }
 
 impl SessionKeys {
-    fn new(prefix: &str, user: uuid::Uuid, session_id: &str) -> Self {
-        let user = compact(user);
-        let session_prefix = format!("{prefix}{{{user}}}:s:");
+    fn new(prefix: &str, user: uuid::Uuid, session: uuid::Uuid) -> Self {
         SessionKeys {
-            session: format!("{session_prefix}{session_id}"),
-            session_prefix,
-            index: format!("{prefix}{{{user}}}:sessions"),
-            epoch: format!("{prefix}{{{user}}}:epoch"),
+            session: format!("{prefix}{}", Key::Session { user, session }),
+            session_prefix: format!("{prefix}{}", Key::SessionPrefix { user }),
+            index: format!("{prefix}{}", Key::Index { user }),
+            epoch: format!("{prefix}{}", Key::Epoch { user }),
         }
     }
 }
@@ -410,8 +399,7 @@ pub struct StorageConnection {
     scripts: Arc<StorageScripts>,
     prefix: String,
     user: uuid::Uuid,
-    /// [`compact`].
-    session_id: String,
+    session: uuid::Uuid,
     keys: SessionKeys,
     /// The generation the last rotation handed out: the one to present next.
     generation: u64,
@@ -424,15 +412,14 @@ impl StorageConnection {
         scripts: Arc<StorageScripts>,
         prefix: &str,
     ) -> Result<Self, String> {
-        let user = uuid::Uuid::now_v7();
-        let session_id = compact(uuid::Uuid::now_v7());
+        let (user, session) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
         let mut connection = StorageConnection {
-            keys: SessionKeys::new(prefix, user, &session_id),
+            keys: SessionKeys::new(prefix, user, session),
             redis,
             scripts,
             prefix: prefix.to_string(),
             user,
-            session_id,
+            session,
             generation: 0,
         };
         connection.create().await?;
@@ -446,7 +433,7 @@ impl StorageConnection {
             .key(&self.keys.session)
             .key(&self.keys.index)
             .key(&self.keys.epoch)
-            .arg(&self.session_id)
+            .arg(CompactId(self.session))
             .arg(IDLE_TIMEOUT_MS)
             .arg(ABSOLUTE_LIFETIME_MS)
             .arg("")
@@ -471,7 +458,7 @@ impl StorageConnection {
             .key(&self.keys.session)
             .key(&self.keys.index)
             .key(&self.keys.epoch)
-            .arg(&self.session_id)
+            .arg(CompactId(self.session))
             .arg(self.generation)
             .arg(IDLE_TIMEOUT_MS)
             .arg(REUSE_GRACE_MS)
@@ -510,9 +497,8 @@ impl Connection for StorageConnection {
             // The chain is broken (or the session gone): start a new session,
             // so one failure shows as one error, as the refresh scenario's
             // sign-in again does.
-            let session_id = compact(uuid::Uuid::now_v7());
-            self.keys = SessionKeys::new(&self.prefix, self.user, &session_id);
-            self.session_id = session_id;
+            self.session = uuid::Uuid::now_v7();
+            self.keys = SessionKeys::new(&self.prefix, self.user, self.session);
             let _ = self.create().await;
         }
         result.map(served)
@@ -555,10 +541,13 @@ mod tests {
     #[test]
     fn keys_follow_the_server_layout() {
         let user: uuid::Uuid = "01a23640-52af-7675-a5fd-cf3ad7263683".parse().unwrap();
-        let (compact_user, session) = ("AaI2QFKvdnWl_c861yY2gw", "AaI2QFKvdnWl_c87SjrCag");
-        assert_eq!(compact(user), compact_user);
+        let session: uuid::Uuid = "01a23640-52af-7675-a5fd-cf3b4a3ac26a".parse().unwrap();
+        let (compact_user, session_text) = ("AaI2QFKvdnWl_c861yY2gw", "AaI2QFKvdnWl_c87SjrCag");
         let keys = SessionKeys::new("P:", user, session);
-        assert_eq!(keys.session, format!("P:{{{compact_user}}}:s:{session}"));
+        assert_eq!(
+            keys.session,
+            format!("P:{{{compact_user}}}:s:{session_text}")
+        );
         assert_eq!(keys.session_prefix, format!("P:{{{compact_user}}}:s:"));
         assert_eq!(keys.index, format!("P:{{{compact_user}}}:sessions"));
         assert_eq!(keys.epoch, format!("P:{{{compact_user}}}:epoch"));
