@@ -196,8 +196,7 @@ async fn a_session_opened_during_the_write_is_ended_after_it(
         .await
         .unwrap();
     let epoch_key = format!("{}{}", app.key_prefix, Key::Epoch { user: user.id });
-    let redis = redis::Client::open(common::redis_url()).unwrap();
-    let mut redis = redis.get_multiplexed_async_connection().await.unwrap();
+    let mut redis = common::redis_connection().await;
 
     let db = app.database().await;
     let lock = db.begin().await.unwrap();

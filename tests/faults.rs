@@ -17,7 +17,6 @@ use common::{
 use reqwest::{Response, StatusCode};
 use sea_orm::{EntityTrait, PaginatorTrait};
 use serde_json::Value;
-use tessera::sessions::layout::Key;
 
 /// Redis down or hung: sign-in, refresh and signout answer 503 within this.
 const REDIS_OUTAGE_ANSWER: Duration = Duration::from_secs(2);
@@ -315,25 +314,8 @@ async fn signed_out_events(app: &TestApp) -> u64 {
 async fn a_corrupt_session_record_is_an_internal_error_not_an_outage() {
     let app = TestApp::spawn().await;
     let (_, tokens) = app.new_session().await;
-    let me: Value = app
-        .get_with_token("/v1/me", &tokens.access_token)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let key = format!(
-        "{}{}",
-        app.key_prefix,
-        Key::Session {
-            user: me["id"].as_str().unwrap().parse().unwrap(),
-            session: tokens.session_id,
-        }
-    );
-    let mut redis = redis::Client::open(common::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let key = app.session_key(&tokens).await;
+    let mut redis = common::redis_connection().await;
     let corrupt = |field: &'static str, value: String| {
         let mut cmd = redis::cmd("HSET");
         cmd.arg(&key).arg(field).arg(value);

@@ -204,11 +204,7 @@ async fn a_refresh_is_one_redis_round_trip_with_its_limit() {
     assert_rate_limited(app.refresh(&tokens.refresh_token).await, 60).await;
     // A marker that ends what is read.
     let marker = format!("{}end-of-test", app.key_prefix);
-    let mut redis = redis::Client::open(common::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = common::redis_connection().await;
     let _: Option<String> = redis::cmd("GET")
         .arg(&marker)
         .query_async(&mut redis)

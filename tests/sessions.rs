@@ -8,7 +8,6 @@ use std::time::Duration;
 use common::{Backend, STRONG_PASSWORD, TestApp, assert_problem};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tessera::sessions::layout::Key;
 
 async fn sessions_of(app: &TestApp, access_token: &str) -> Vec<Value> {
     let response = app.get_with_token("/v1/sessions", access_token).await;
@@ -251,11 +250,7 @@ async fn a_sign_in_beyond_the_cap_evicts_the_least_recently_used_session() {
 async fn a_user_agent_comes_back_whole_up_to_its_limit_from_a_compact_hash() {
     let app = TestApp::spawn().await;
     let (username, _) = app.new_session().await;
-    let mut redis = redis::Client::open(common::redis_url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut redis = common::redis_connection().await;
     // Printable ASCII that differs at every position, so a lost or
     // repeated piece shows.
     let agent: String = (0..8000)
@@ -279,19 +274,9 @@ async fn a_user_agent_comes_back_whole_up_to_its_limit_from_a_compact_hash() {
             &agent[..length.min(256)],
             "{length} characters"
         );
-        let me: Value = app
-            .get_with_token("/v1/me", &tokens.access_token)
-            .await
-            .json()
-            .await
-            .unwrap();
-        let key = Key::Session {
-            user: me["id"].as_str().unwrap().parse().unwrap(),
-            session: tokens.session_id,
-        };
         let encoding: String = redis::cmd("OBJECT")
             .arg("ENCODING")
-            .arg(format!("{}{key}", app.key_prefix))
+            .arg(app.session_key(&tokens).await)
             .query_async(&mut redis)
             .await
             .unwrap();

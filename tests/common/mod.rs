@@ -307,6 +307,26 @@ impl TestApp {
             .expect("request failed")
     }
 
+    /// The Redis key of the session `tokens` belong to, prefix included
+    /// (the user's id read from `/v1/me`).
+    pub async fn session_key(&self, tokens: &TokenPair) -> String {
+        let me: Value = self
+            .get_with_token("/v1/me", &tokens.access_token)
+            .await
+            .json()
+            .await
+            .expect("a /v1/me body");
+        let user = me["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .expect("a user id");
+        let key = tessera::sessions::layout::Key::Session {
+            user,
+            session: tokens.session_id,
+        };
+        format!("{}{key}", self.key_prefix)
+    }
+
     /// A direct connection to this test's database, to check what is stored.
     pub async fn database(&self) -> DatabaseConnection {
         Database::connect(&self.database_url)
@@ -518,6 +538,15 @@ impl Drop for TestApp {
         });
         let _ = cleanup.join();
     }
+}
+
+/// A connection to the tests' Redis, to look at or tamper with what is stored.
+pub async fn redis_connection() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(redis_url())
+        .expect("the Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to Redis")
 }
 
 /// Every key under a test's prefix.
