@@ -206,6 +206,26 @@ async fn no_session_outlives_its_absolute_lifetime() {
     app.assert_refresh_rejected(&tokens.refresh_token).await;
 }
 
+/// The absolute lifetime counts from creation as currently configured: an
+/// operator who shortens it (here an instance started with the shorter
+/// setting on the same storage) ends sessions opened under the longer one.
+#[tokio::test]
+async fn a_shortened_absolute_lifetime_applies_to_open_sessions() {
+    let long = TestApp::with(common::Backend::Sqlite).start().await;
+    let short = TestApp::with(common::Backend::Sqlite)
+        .sharing_storage_of(&long)
+        .set("session.idle_timeout_secs", "0.5")
+        .set("session.absolute_lifetime_secs", "0.5")
+        .start()
+        .await;
+    let (_, tokens) = long.new_session().await;
+    // Its hash lives for the long instance's idle hour; only the shorter
+    // absolute lifetime, counted from creation, ends it.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    short.assert_refresh_rejected(&tokens.refresh_token).await;
+    long.assert_refresh_rejected(&tokens.refresh_token).await;
+}
+
 fn cookie_value(response: &reqwest::Response) -> String {
     let cookie = response.headers()["set-cookie"]
         .to_str()
